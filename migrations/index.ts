@@ -1,0 +1,11 @@
+/**
+ * Every migration, in order. A static list rather than a directory scan, so the compiled server
+ * and the test runner apply exactly the same set.
+ */
+import type { Migration } from 'kysely';
+
+import * as initial from './2026-11-23-0001-initial.js';
+
+export const migrations: Readonly<Record<string, Migration>> = {
+  '2026-11-23-0001-initial': initial,
+};

@@ -1,0 +1,54 @@
+/**
+ * Client secrets: generated here, shown once, stored only as argon2id hashes.
+ *
+ * Format `tsec_<id>_<random>`: the `tsec_` prefix lets secret scanners spot a leak, and the public
+ * id names the one stored hash to check, so every authentication costs exactly one argon2 verify
+ * whatever the client holds (no timing difference between one, two or no secrets).
+ */
+import { randomBytes } from 'node:crypto';
+
+import argon2 from 'argon2';
+
+import type { Argon2Params } from '../config.js';
+
+const SECRET_FORMAT = /^tsec_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
+
+export interface GeneratedSecret {
+  readonly id: string;
+  /** The plaintext: returned to the operator once, never stored or logged. */
+  readonly value: string;
+}
+
+export function generateSecret(): GeneratedSecret {
+  const id = randomBytes(8).toString('hex');
+  return { id, value: `tsec_${id}_${randomBytes(32).toString('base64url')}` };
+}
+
+/** The public secret id embedded in a presented secret, or undefined if it is not one of ours. */
+export function secretIdOf(presented: string): string | undefined {
+  return SECRET_FORMAT.exec(presented)?.[1];
+}
+
+export class SecretHasher {
+  /** A hash of random bytes: verifying against it costs what a real verify costs, and never matches. */
+  readonly #decoy: Promise<string>;
+
+  constructor(private readonly params: Argon2Params) {
+    this.#decoy = this.hash(randomBytes(32).toString('base64url'));
+  }
+
+  hash(plaintext: string): Promise<string> {
+    return argon2.hash(plaintext, { type: argon2.argon2id, ...this.params });
+  }
+
+  /** Constant-time in the secret (argon2 compares digests in constant time). */
+  verify(hash: string, presented: string): Promise<boolean> {
+    return argon2.verify(hash, presented).catch(() => false);
+  }
+
+  /** Pays the full cost of a verify for a client or secret that does not exist. */
+  async verifyDecoy(presented: string): Promise<false> {
+    await argon2.verify(await this.#decoy, presented).catch(() => false);
+    return false;
+  }
+}

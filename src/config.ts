@@ -1,0 +1,147 @@
+/**
+ * Configuration: the only module that reads the environment. Every problem is collected and
+ * reported at once, naming the variable, so a bad deployment fails before it serves a request.
+ */
+import { isIP } from 'node:net';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Argon2Params {
+  /** Memory cost in KiB. */
+  readonly memoryCost: number;
+  readonly timeCost: number;
+  readonly parallelism: number;
+}
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  /** The exact issuer identifier clients use (RFC 8414 §2), without a trailing slash. */
+  readonly issuer: string;
+  /** SQLite database file path. */
+  readonly databasePath: string;
+  readonly keysDir: string;
+  /** Server default access-token lifetime in seconds. */
+  readonly accessTokenTtl: number;
+  /** Upper bound for any client's access-token lifetime, in seconds. */
+  readonly accessTokenMaxTtl: number;
+  /** Seconds gateways may cache the JWKS (Cache-Control max-age). */
+  readonly jwksMaxAge: number;
+  readonly argon2: Argon2Params;
+  readonly logLevel: LogLevel;
+  /** Trust X-Forwarded-* headers (only behind a reverse proxy that sets them). */
+  readonly trustProxy: boolean;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'ERR_CONFIG';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+// OWASP Password Storage Cheat Sheet minimum for argon2id: m=19 MiB, t=2, p=1.
+const ARGON2_DEFAULTS: Argon2Params = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Reads and validates the environment once; the result is frozen. Throws ConfigError. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^\d+$/.test(raw)) {
+      problems.push(`${name} must be a whole number, got ${JSON.stringify(raw)}`);
+      return fallback;
+    }
+    const value = Number(raw);
+    if (value < min || value > max) {
+      problems.push(`${name} must be between ${min} and ${max}, got ${value}`);
+      return fallback;
+    }
+    return value;
+  };
+
+  const port = int('PORT', 3000, 0, 65_535);
+  const host = env.HOST || '127.0.0.1';
+  const accessTokenMaxTtl = int('ACCESS_TOKEN_MAX_TTL', 86_400, 60, 31_536_000);
+  const accessTokenTtl = int('ACCESS_TOKEN_TTL', 3600, 60, 31_536_000);
+  if (accessTokenTtl > accessTokenMaxTtl) {
+    problems.push(`ACCESS_TOKEN_TTL (${accessTokenTtl}) must not exceed ACCESS_TOKEN_MAX_TTL (${accessTokenMaxTtl})`);
+  }
+
+  const issuer = parseIssuer(env.ISSUER || `http://localhost:${port}`, problems);
+
+  const databaseUrl = env.DATABASE_URL || 'data/tessera.db';
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a SQLite file path (e.g. /var/lib/tessera/tessera.db); other databases are not supported yet');
+  }
+
+  const logLevel = (env.LOG_LEVEL || 'info') as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) {
+    problems.push(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(env.LOG_LEVEL)}`);
+  }
+
+  const jwksMaxAge = int('JWKS_MAX_AGE', 300, 0, 86_400);
+  const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
+
+  const argon2: Argon2Params = {
+    memoryCost: int('ARGON2_MEMORY_KIB', ARGON2_DEFAULTS.memoryCost, 8_192, 4_194_304),
+    timeCost: int('ARGON2_TIME_COST', ARGON2_DEFAULTS.timeCost, 1, 100),
+    parallelism: int('ARGON2_PARALLELISM', ARGON2_DEFAULTS.parallelism, 1, 64),
+  };
+
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return Object.freeze({
+    port,
+    host,
+    issuer,
+    databasePath: databaseUrl,
+    keysDir: env.KEYS_DIR || 'keys',
+    accessTokenTtl,
+    accessTokenMaxTtl,
+    jwksMaxAge,
+    argon2: Object.freeze(argon2),
+    logLevel,
+    trustProxy,
+  });
+}
+
+function parseBoolean(name: string, raw: string | undefined, fallback: boolean, problems: string[]): boolean {
+  if (raw === undefined || raw === '') return fallback;
+  if (raw === 'true' || raw === '1') return true;
+  if (raw === 'false' || raw === '0') return false;
+  problems.push(`${name} must be true or false, got ${JSON.stringify(raw)}`);
+  return fallback;
+}
+
+/**
+ * RFC 8414 §2: the issuer is an https URL with no query or fragment. Plain http is accepted
+ * only for loopback hosts, so a local trial works and a production mistake does not.
+ */
+function parseIssuer(raw: string, problems: string[]): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    problems.push(`ISSUER must be an absolute URL, got ${JSON.stringify(raw)}`);
+    return raw;
+  }
+  if (url.search || url.hash || raw.includes('?') || raw.includes('#')) {
+    problems.push('ISSUER must not have a query or fragment (RFC 8414 §2)');
+  }
+  if (url.username || url.password) {
+    problems.push('ISSUER must not contain credentials');
+  }
+  const loopback = url.hostname === 'localhost' || (isIP(url.hostname.replace(/^\[|\]$/g, '')) !== 0 && /^(127\.|\[::1\]$)/.test(url.hostname));
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
+    problems.push(`ISSUER must use https (http is allowed only for localhost), got ${JSON.stringify(raw)}`);
+  }
+  return url.href.endsWith('/') ? url.href.slice(0, -1) : url.href;
+}

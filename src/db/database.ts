@@ -1,0 +1,34 @@
+/**
+ * The database handle. SQLite (better-sqlite3) is the embedded default; every query goes through
+ * kysely, so business logic never knows which dialect it talks to.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+import SQLite from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+
+import type { AuditEventTable } from '../audit/audit-event.table.js';
+import type { ClientSecretTable, ClientTable } from '../clients/client.table.js';
+
+export interface Database {
+  clients: ClientTable;
+  client_secrets: ClientSecretTable;
+  audit_events: AuditEventTable;
+}
+
+export type Db = Kysely<Database>;
+
+/** Opens (creating if needed) the SQLite database at `path`. `:memory:` is accepted for tests. */
+export function openDatabase(path: string): Db {
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const sqlite = new SQLite(path);
+  // WAL lets readers run during the audit writer's commits; FULL makes each commit durable, since
+  // a token is only released once its audit row is committed; the busy timeout absorbs a CLI
+  // writing to the same file.
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = FULL');
+  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma('foreign_keys = ON');
+  return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+}

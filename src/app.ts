@@ -1,0 +1,63 @@
+/**
+ * createApp(config, deps): the one koa app. No I/O here: main.ts (or a test) opens the database and
+ * loads the keys, then passes them in.
+ */
+import Koa from 'koa';
+import compose from 'koa-compose';
+
+import { AuditLog } from './audit/audit-log.js';
+import { findClient } from './clients/client.repository.js';
+import type { SecretHasher } from './clients/secret.js';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import type { Db } from './db/database.js';
+import { serveJwks } from './discovery/jwks.js';
+import { DISCOVERY_PATHS, JWKS_PATH, TOKEN_PATH, serveMetadata } from './discovery/metadata.js';
+import { noStore, withoutCors } from './http/headers.js';
+import { requestContext } from './http/request-context.js';
+import { routes } from './http/routes.js';
+import type { Keystore } from './keys/keystore.js';
+import type { Logger } from './log.js';
+import { createProvider } from './provider/create-provider.js';
+import { auditTokenRequest } from './token/audit.js';
+import { createAuthenticator } from './token/authenticate-client.js';
+import { tokenHooks } from './token/index.js';
+
+export interface AppDeps {
+  readonly db: Db;
+  readonly keystore: Keystore;
+  readonly hasher: SecretHasher;
+  readonly log: Logger;
+  readonly clock: Clock;
+}
+
+export function createApp(config: Config, deps: AppDeps): Koa {
+  const { db, keystore, hasher, log, clock } = deps;
+
+  const hooks = tokenHooks({
+    authenticate: createAuthenticator({ db, hasher, clock }),
+    keystore,
+    limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl },
+  });
+  const provider = createProvider({
+    issuer: config.issuer,
+    keystore,
+    lookup: (clientId) => findClient(db, clientId),
+    hooks,
+    trustProxy: config.trustProxy,
+  });
+  // oidc-provider's own middleware runs inside our context, so the audit step sees its answer before it is sent.
+  const engine = compose(provider.middleware);
+  const metadata = serveMetadata(config.issuer);
+
+  const app = new Koa({ proxy: config.trustProxy });
+  app.use(requestContext(log));
+  app.use(
+    routes({
+      [TOKEN_PATH]: { POST: [noStore, withoutCors, auditTokenRequest(new AuditLog(db, log, clock), log), engine] },
+      [JWKS_PATH]: { GET: [serveJwks(keystore, config.jwksMaxAge)] },
+      ...Object.fromEntries(DISCOVERY_PATHS.map((path) => [path, { GET: [metadata] }])),
+    }),
+  );
+  return app;
+}

@@ -1,0 +1,170 @@
+/**
+ * `tessera` CLI for bootstrap and recovery. It works directly on the configured database (the
+ * server need not run) and applies pending migrations first. With --json, stdout carries exactly
+ * one JSON value; messages and errors go to stderr.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+import { presentClient } from '../clients/client.js';
+import { InvalidSettingError } from '../clients/client-settings.js';
+import { findClient, listClients } from '../clients/client.repository.js';
+import { DuplicateClientError } from '../clients/client.repository.js';
+import { UnknownClientError, createClient, rotateSecret, type ClientServiceDeps } from '../clients/client.service.js';
+import { SecretHasher } from '../clients/secret.js';
+import { systemClock } from '../clock.js';
+import { ConfigError, loadConfig } from '../config.js';
+import { openDatabase, type Db } from '../db/database.js';
+import { migrateToLatest } from '../db/migrate.js';
+
+export interface CliIo {
+  readonly stdout: { write(text: string): unknown };
+  readonly stderr: { write(text: string): unknown };
+}
+
+const USAGE = `usage: tessera <command> [options]
+
+commands:
+  migrate                                  apply pending database migrations
+  clients create --name <name> [options]   create a client; prints its secret once
+      --id <client_id>                     choose the id (default: a random UUID)
+      --description <text>
+      --scope "<a b>"                      scopes the client may request
+      --default-scope "<a>"                granted when a request names none (default: --scope)
+      --audience <uri>                     allowed audience; repeat for several
+      --default-audience <uri>             used when a request names none (default: the only --audience)
+      --lifetime <seconds>                 access-token lifetime (default: ACCESS_TOKEN_TTL)
+      --auth-method client_secret_basic|client_secret_post   (default: client_secret_basic)
+      --disabled                           create it disabled
+  clients list                             list clients (never secrets)
+  clients get <client_id>                  show one client
+  clients rotate-secret <client_id> [--previous-expires-in <seconds>]
+                                           new secret; the previous one works for 86400 s by default (0: revoke now)
+
+every command takes --json: one JSON value on stdout.
+environment: DATABASE_URL, ACCESS_TOKEN_TTL, ACCESS_TOKEN_MAX_TTL, ARGON2_* (see README).
+`;
+
+class UsageError extends Error {}
+
+const OPTIONS = {
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  name: { type: 'string' },
+  id: { type: 'string' },
+  description: { type: 'string' },
+  scope: { type: 'string' },
+  'default-scope': { type: 'string' },
+  audience: { type: 'string', multiple: true },
+  'default-audience': { type: 'string' },
+  lifetime: { type: 'string' },
+  'auth-method': { type: 'string' },
+  disabled: { type: 'boolean' },
+  'previous-expires-in': { type: 'string' },
+} satisfies ParseArgsConfig['options'];
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+function seconds(flag: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  if (!/^\d+$/.test(raw)) throw new UsageError(`--${flag} must be a whole number of seconds`);
+  return Number(raw);
+}
+
+/** Runs one CLI invocation; resolves to the process exit code. */
+export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
+  let db: Db | undefined;
+  try {
+    const { values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+    const [group, action, ...rest] = positionals;
+    if (values.help || group === undefined) {
+      io.stdout.write(USAGE);
+      return values.help ? 0 : 2;
+    }
+
+    const config = loadConfig(env);
+    db = openDatabase(config.databasePath);
+    const applied = await migrateToLatest(db);
+    const deps: ClientServiceDeps = {
+      db,
+      hasher: new SecretHasher(config.argon2),
+      clock: systemClock,
+      limits: { maxAccessTokenTtl: config.accessTokenMaxTtl },
+    };
+    const out = (json: unknown, text: string) => io.stdout.write(values.json ? `${JSON.stringify(json, null, 2)}\n` : text);
+
+    const command = [group, action].filter(Boolean).join(' ');
+    switch (command) {
+      case 'migrate':
+        out({ applied }, applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
+        return 0;
+      case 'clients create':
+        await createCommand(deps, values, out, io);
+        return 0;
+      case 'clients list': {
+        const clients = (await listClients(db)).map(presentClient);
+        out(clients, clients.map((c) => `${c.client_id}\t${c.client_name}\t${c.enabled ? 'enabled' : 'disabled'}\n`).join(''));
+        return 0;
+      }
+      case 'clients get': {
+        const client = await findClient(db, required(rest[0], 'client_id'));
+        if (!client) throw new UnknownClientError(`no client ${rest[0]}`);
+        out(presentClient(client), `${JSON.stringify(presentClient(client), null, 2)}\n`);
+        return 0;
+      }
+      case 'clients rotate-secret': {
+        const clientId = required(rest[0], 'client_id');
+        const previousExpiresIn = seconds('previous-expires-in', values['previous-expires-in']) ?? 86_400;
+        const secret = await rotateSecret(deps, clientId, previousExpiresIn);
+        out(
+          { client_id: clientId, client_secret: secret, previous_secret_expires_in: previousExpiresIn },
+          `client_secret: ${secret}\n`,
+        );
+        if (!values.json) io.stderr.write('Store the new secret now: it cannot be shown again.\n');
+        return 0;
+      }
+      default:
+        throw new UsageError(`unknown command "${command}"`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      io.stderr.write(`tessera: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof InvalidSettingError) {
+      io.stderr.write(`tessera: invalid ${err.field}: ${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof ConfigError || err instanceof DuplicateClientError || err instanceof UnknownClientError) {
+      io.stderr.write(`tessera: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  } finally {
+    await db?.destroy();
+  }
+}
+
+function required(value: string | undefined, name: string): string {
+  if (value === undefined) throw new UsageError(`missing <${name}>`);
+  return value;
+}
+
+async function createCommand(deps: ClientServiceDeps, values: Values, out: (json: unknown, text: string) => unknown, io: CliIo): Promise<void> {
+  const authMethod = values['auth-method'];
+  const { client, clientSecret } = await createClient(deps, {
+    client_id: values.id,
+    client_name: values.name,
+    description: values.description,
+    scope: values.scope,
+    default_scope: values['default-scope'],
+    audience: values.audience,
+    default_audience: values['default-audience'],
+    token_endpoint_auth_method: authMethod,
+    access_token_ttl: seconds('lifetime', values.lifetime),
+    enabled: !values.disabled,
+  });
+  const { client_id, ...settings } = presentClient(client);
+  const json = { client_id, client_secret: clientSecret, ...settings };
+  out(json, `client_id:     ${client.clientId}\nclient_secret: ${clientSecret}\n`);
+  if (!values.json) io.stderr.write('Store the secret now: it cannot be shown again.\n');
+}

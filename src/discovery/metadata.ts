@@ -1,0 +1,32 @@
+/**
+ * Authorization server metadata (RFC 8414), served at /.well-known/oauth-authorization-server and,
+ * for libraries that only know OpenID Connect discovery, at /.well-known/openid-configuration.
+ * It names only what Tessera serves: no authorization endpoint, so no response types.
+ */
+import type { Middleware } from 'koa';
+
+import { AUTH_METHODS, GRANT_TYPES } from '../clients/client.js';
+
+export const TOKEN_PATH = '/oauth/token';
+export const JWKS_PATH = '/.well-known/jwks.json';
+export const DISCOVERY_PATHS = ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration'] as const;
+
+export function authorizationServerMetadata(issuer: string): Record<string, unknown> {
+  return {
+    issuer,
+    token_endpoint: `${issuer}${TOKEN_PATH}`,
+    jwks_uri: `${issuer}${JWKS_PATH}`,
+    grant_types_supported: [...GRANT_TYPES],
+    token_endpoint_auth_methods_supported: [...AUTH_METHODS],
+    response_types_supported: [],
+  };
+}
+
+export function serveMetadata(issuer: string): Middleware {
+  const body = JSON.stringify(authorizationServerMetadata(issuer));
+  return function serveMetadata(ctx) {
+    ctx.set('Cache-Control', 'public, max-age=3600');
+    ctx.type = 'application/json';
+    ctx.body = body;
+  };
+}

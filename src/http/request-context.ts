@@ -1,0 +1,42 @@
+/**
+ * Outermost middleware: a request id, baseline security headers, one access-log line per request,
+ * and a last-resort error handler that never lets an internal message or stack reach the caller.
+ */
+import { randomUUID } from 'node:crypto';
+
+import type { Context, Middleware } from 'koa';
+
+import type { Logger } from '../log.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+export function requestIdOf(ctx: Context): string | null {
+  const id = (ctx.state as { requestId?: string }).requestId;
+  return id ?? null;
+}
+
+export function requestContext(log: Logger): Middleware {
+  return async function requestContext(ctx, next) {
+    const started = performance.now();
+    // A well-formed id from a proxy is kept so one request can be followed across hops.
+    const incoming = ctx.get('x-request-id');
+    const requestId = REQUEST_ID.test(incoming) ? incoming : randomUUID();
+    (ctx.state as { requestId?: string }).requestId = requestId;
+    ctx.set('X-Request-Id', requestId);
+    ctx.set('X-Content-Type-Options', 'nosniff');
+
+    try {
+      await next();
+    } catch (err) {
+      log.error({ err, request_id: requestId }, 'unhandled error');
+      ctx.status = 500;
+      ctx.set('Cache-Control', 'no-store');
+      ctx.body = { error: 'server_error', error_description: 'the request could not be completed' };
+    }
+
+    log.info(
+      { request_id: requestId, method: ctx.method, route: ctx.path, status: ctx.status, latency_ms: Math.round((performance.now() - started) * 10) / 10 },
+      'request',
+    );
+  };
+}

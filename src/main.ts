@@ -1,0 +1,56 @@
+/**
+ * Server entry: loadConfig → openDatabase → migrate → loadKeystore → createApp → listen.
+ * SIGTERM/SIGINT stop accepting, let in-flight requests finish, close the database, and exit.
+ */
+import type { Server } from 'node:http';
+
+import { createApp } from './app.js';
+import { SecretHasher } from './clients/secret.js';
+import { systemClock } from './clock.js';
+import { ConfigError, loadConfig } from './config.js';
+import { openDatabase } from './db/database.js';
+import { migrateToLatest } from './db/migrate.js';
+import { KeystoreError, loadKeystore } from './keys/keystore.js';
+import { createLogger } from './log.js';
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config.logLevel);
+  const db = openDatabase(config.databasePath);
+  const applied = await migrateToLatest(db);
+  if (applied.length > 0) log.info({ migrations: applied }, 'database migrated');
+  const keystore = await loadKeystore({ dir: config.keysDir, clock: systemClock });
+  log.info({ kid: keystore.active.kid }, 'signing key loaded');
+
+  const app = createApp(config, { db, keystore, hasher: new SecretHasher(config.argon2), log, clock: systemClock });
+  const server: Server = app.listen(config.port, config.host);
+  // Slow or idle clients must not hold sockets open indefinitely.
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 15_000;
+  server.keepAliveTimeout = 5_000;
+  server.once('listening', () => log.info({ issuer: config.issuer, host: config.host, port: config.port }, 'listening'));
+
+  const stop = (signal: NodeJS.Signals) => {
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
+    server.close(() => {
+      void db.destroy().then(() => {
+        clearTimeout(force);
+        log.info('stopped');
+        process.exit(0);
+      });
+    });
+    server.closeIdleConnections();
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
+
+main().catch((err: unknown) => {
+  // Start-up problems are for a human at a terminal: say what is wrong, without a stack trace.
+  const known = err instanceof ConfigError || err instanceof KeystoreError;
+  process.stderr.write(`tessera: ${known ? err.message : String((err as Error)?.stack ?? err)}\n`);
+  process.exit(1);
+});

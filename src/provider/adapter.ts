@@ -1,0 +1,49 @@
+/**
+ * oidc-provider's storage adapter, for the Client model only: every other model oidc-provider
+ * knows (sessions, grants, opaque tokens) belongs to routes Tessera does not serve, and JWT access
+ * tokens are never stored, so reaching any other model is a bug and fails loudly.
+ *
+ * An unknown client_id resolves to a decoy that authenticates nobody: its secret check still pays
+ * the full argon2 cost (see authenticate-client.ts), so the response and the work for "no such
+ * client" and "wrong secret" are the same.
+ */
+import { randomBytes } from 'node:crypto';
+
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+
+import type { Client } from '../clients/client.js';
+
+export type ClientLookup = (clientId: string) => Promise<Client | undefined>;
+
+// oidc-provider insists that secret-based clients carry a client_secret. Tessera never lets it
+// compare one (compareClientSecret is replaced), so each process uses a random, unusable value.
+const UNUSED_SECRET = randomBytes(32).toString('base64url');
+
+export function providerClientMetadata(clientId: string, client: Client | undefined): AdapterPayload {
+  return {
+    client_id: clientId,
+    client_secret: UNUSED_SECRET,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: client?.authMethod ?? 'client_secret_basic',
+  };
+}
+
+export function createAdapterFactory(lookup: ClientLookup): (name: string) => Adapter {
+  const unsupported = (name: string) => (): never => {
+    throw new Error(`oidc-provider tried to use storage for model ${name}, which Tessera does not serve`);
+  };
+  return (name: string): Adapter => {
+    const fail = unsupported(name);
+    return {
+      find: name === 'Client' ? async (id: string) => providerClientMetadata(id, await lookup(id)) : fail,
+      upsert: fail,
+      findByUserCode: fail,
+      findByUid: fail,
+      consume: fail,
+      destroy: fail,
+      revokeByGrantId: fail,
+    };
+  };
+}

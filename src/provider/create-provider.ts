@@ -1,0 +1,73 @@
+/**
+ * The only `new Provider()`. Every feature Tessera relies on is set explicitly and every other
+ * one is off; oidc-provider's development defaults (dev keystore, in-memory storage, interactions)
+ * are never inherited.
+ */
+import { randomBytes } from 'node:crypto';
+
+import { Provider, type Configuration } from 'oidc-provider';
+
+import type { Keystore } from '../keys/keystore.js';
+import type { TokenHooks } from '../token/index.js';
+import { TOKEN_PATH } from '../discovery/metadata.js';
+import { createAdapterFactory, type ClientLookup } from './adapter.js';
+
+export interface ProviderOptions {
+  readonly issuer: string;
+  readonly keystore: Keystore;
+  readonly lookup: ClientLookup;
+  readonly hooks: TokenHooks;
+  readonly trustProxy: boolean;
+}
+
+const off = { enabled: false } as const;
+
+export function createProvider({ issuer, keystore, lookup, hooks, trustProxy }: ProviderOptions): Provider {
+  const configuration: Configuration = {
+    adapter: createAdapterFactory(lookup),
+    jwks: keystore.privateJwks(),
+    clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
+    clientDefaults: {
+      grant_types: ['client_credentials'],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'RS256',
+    },
+    responseTypes: ['none'],
+    scopes: [],
+    // Cookies belong to routes Tessera does not serve; a random key keeps the engine from warning.
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    routes: { token: TOKEN_PATH },
+    // CORS is decided outside the engine (http/headers.ts strips its headers), so never refuse here.
+    clientBasedCORS: () => true,
+    ttl: { ClientCredentials: hooks.accessTokenTtl },
+    features: {
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: hooks.defaultResource,
+        getResourceServerInfo: hooks.getResourceServerInfo,
+        useGrantedResource: () => true,
+      },
+      devInteractions: off,
+      introspection: off,
+      revocation: off,
+      registration: off,
+      userinfo: off,
+      rpInitiatedLogout: off,
+      deviceFlow: off,
+      pushedAuthorizationRequests: off,
+    },
+    // Answers are JSON whatever the Accept header says.
+    renderError(ctx, out) {
+      ctx.type = 'application/json';
+      ctx.body = out;
+    },
+  };
+
+  const provider = new Provider(issuer, configuration);
+  provider.proxy = trustProxy;
+  provider.Client.prototype.compareClientSecret = hooks.compareClientSecret;
+  provider.on('grant.error', hooks.onGrantError);
+  return provider;
+}

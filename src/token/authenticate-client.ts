@@ -1,0 +1,56 @@
+/**
+ * Step 2 of a token request: is this the client it claims to be? (RFC 6749 §2.3.1)
+ *
+ * Every attempt costs exactly one argon2id verify: against the stored hash the presented secret
+ * names, or against a decoy when the client, the secret id or the secret's format is unknown. The
+ * caller sees one generic `invalid_client` whatever went wrong; the reason goes to the audit log.
+ */
+import type { AuthMethod, Client } from '../clients/client.js';
+import { findClient, findSecret } from '../clients/client.repository.js';
+import { secretIdOf, type SecretHasher } from '../clients/secret.js';
+import { epochSeconds, type Clock } from '../clock.js';
+import type { Db } from '../db/database.js';
+
+export type AuthFailure =
+  | 'unknown_client'
+  | 'secret_mismatch'
+  | 'secret_expired'
+  | 'client_disabled'
+  | 'auth_method_not_allowed';
+
+export type AuthOutcome = { readonly ok: true; readonly client: Client } | { readonly ok: false; readonly reason: AuthFailure };
+
+export interface PresentedCredentials {
+  readonly clientId: string;
+  readonly secret: string;
+  /** How the secret arrived: Authorization header or form body. */
+  readonly method: AuthMethod;
+}
+
+export interface AuthenticatorDeps {
+  readonly db: Db;
+  readonly hasher: SecretHasher;
+  readonly clock: Clock;
+}
+
+export type Authenticator = (presented: PresentedCredentials) => Promise<AuthOutcome>;
+
+export function createAuthenticator({ db, hasher, clock }: AuthenticatorDeps): Authenticator {
+  return async function authenticateClient({ clientId, secret, method }) {
+    const client = await findClient(db, clientId);
+    const secretId = secretIdOf(secret);
+    const stored = client && secretId !== undefined ? await findSecret(db, clientId, secretId) : undefined;
+
+    if (!client || !stored) {
+      await hasher.verifyDecoy(secret);
+      return { ok: false, reason: client ? 'secret_mismatch' : 'unknown_client' };
+    }
+    if (!(await hasher.verify(stored.hash, secret))) return { ok: false, reason: 'secret_mismatch' };
+
+    // Only a caller who proved knowledge of the secret gets here, so these reasons reveal nothing.
+    if (stored.expires_at !== null && Number(stored.expires_at) <= epochSeconds(clock)) return { ok: false, reason: 'secret_expired' };
+    if (!client.enabled) return { ok: false, reason: 'client_disabled' };
+    if (client.authMethod !== method) return { ok: false, reason: 'auth_method_not_allowed' };
+    return { ok: true, client };
+  };
+}

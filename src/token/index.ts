@@ -1,0 +1,100 @@
+/**
+ * POST /oauth/token (RFC 6749 §4.4 client_credentials, RFC 9068 JWT access tokens). Start here.
+ *
+ * oidc-provider runs the protocol; Tessera's steps plug into it. A request meets them in order:
+ *   1. parse-request.ts        the engine reads the form; we read scope and audience
+ *   2. authenticate-client.ts  one argon2id verify, as the engine's Client#compareClientSecret
+ *   3. policy.ts               scope ⊆ allowed, audience allowed, lifetime (the engine's resource-server hooks)
+ *   4. sign                    the engine signs an RS256 `at+jwt` with the active key from keys/
+ *   5. audit.ts                the row is committed before the response leaves
+ */
+import { Provider, errors, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
+
+import type { Keystore } from '../keys/keystore.js';
+import { SIGNING_ALG } from '../keys/keystore.js';
+import type { Authenticator } from './authenticate-client.js';
+import { parseTokenRequest } from './parse-request.js';
+import { decide, type Grant, type PolicyLimits } from './policy.js';
+import { tokenState } from './request-state.js';
+
+export interface TokenHookDeps {
+  readonly authenticate: Authenticator;
+  readonly keystore: Keystore;
+  readonly limits: PolicyLimits;
+}
+
+/** The functions oidc-provider calls during a token request (installed by provider/create-provider.ts). */
+export interface TokenHooks {
+  /** Installed on the engine's Client prototype: `this` is the engine's client. */
+  readonly compareClientSecret: (this: { clientId: string }, presented: string) => Promise<boolean>;
+  readonly defaultResource: (ctx: KoaContextWithOIDC) => string;
+  readonly getResourceServerInfo: (ctx: KoaContextWithOIDC, resourceIndicator: string) => ResourceServer;
+  readonly accessTokenTtl: (ctx: KoaContextWithOIDC, token: { resourceServer?: { accessTokenTTL?: number | undefined } | undefined }) => number;
+  readonly onGrantError: (ctx: KoaContextWithOIDC, err: Error) => void;
+}
+
+export function tokenHooks({ authenticate, keystore, limits }: TokenHookDeps): TokenHooks {
+  // Step 3: evaluated once per request, the first time the engine asks about the audience.
+  function grantFor(ctx: KoaContextWithOIDC): Grant {
+    const state = tokenState(ctx);
+    if (state.grant) return state.grant;
+    if (!state.client) throw new Error('policy evaluated before client authentication');
+
+    const body = ctx.oidc.body as { audience?: string | string[] } | undefined;
+    const request = parseTokenRequest({ scope: ctx.oidc.params?.scope as string | undefined, resource: ctx.oidc.params?.resource as string | string[] | undefined, audience: body?.audience });
+    const decision = decide(state.client, request, limits);
+    if (!decision.ok) {
+      switch (decision.error) {
+        case 'invalid_scope':
+          // The typings demand a scope, but oidc-provider would echo it in the body; RFC 6749 has no such member.
+          throw new errors.InvalidScope(decision.description, undefined as unknown as string, decision.reason);
+        case 'invalid_target':
+          throw new errors.InvalidTarget(decision.description, decision.reason);
+        case 'unauthorized_client':
+          throw new errors.UnauthorizedClient(decision.description, decision.reason);
+        case 'invalid_request':
+          throw new errors.InvalidRequest(decision.description, undefined, decision.reason);
+      }
+    }
+    // The engine grants what `scope` names; writing the decision back makes default scopes apply.
+    ctx.oidc.params!.scope = decision.grant.scopes.join(' ') || undefined;
+    state.grant = decision.grant;
+    return decision.grant;
+  }
+
+  return {
+    async compareClientSecret(this: { clientId: string }, presented: string) {
+      const ctx = Provider.ctx!;
+      const method = ctx.headers.authorization === undefined ? 'client_secret_post' : 'client_secret_basic';
+      const outcome = await authenticate({ clientId: this.clientId, secret: presented, method });
+      if (!outcome.ok) throw new errors.InvalidClientAuth(outcome.reason);
+      tokenState(ctx).client = outcome.client;
+      return true;
+    },
+
+    defaultResource: (ctx) => grantFor(ctx).audience,
+
+    getResourceServerInfo: (ctx, resourceIndicator) => {
+      const grant = grantFor(ctx);
+      if (resourceIndicator !== grant.audience) throw new Error('resource indicator differs from the granted audience');
+      return {
+        audience: grant.audience,
+        scope: grant.scopes.join(' '),
+        accessTokenTTL: grant.ttl,
+        accessTokenFormat: 'jwt',
+        jwt: { sign: { alg: SIGNING_ALG, kid: keystore.active.kid } },
+      };
+    },
+
+    accessTokenTtl: (_ctx, token) => {
+      const ttl = token.resourceServer?.accessTokenTTL;
+      if (ttl === undefined) throw new Error('access token issued without a policy decision');
+      return ttl;
+    },
+
+    onGrantError: (ctx, err) => {
+      const detail = (err as { error_detail?: unknown }).error_detail;
+      tokenState(ctx).failure = typeof detail === 'string' ? detail : err.message;
+    },
+  };
+}

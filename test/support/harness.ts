@@ -1,0 +1,116 @@
+/**
+ * An in-process Tessera for supertest: its own temporary database and key directory per call,
+ * a controllable clock, a hasher that counts argon2 work, and a log captured in memory.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+
+import type Koa from 'koa';
+import supertest from 'supertest';
+
+import { createApp } from '../../src/app.js';
+import type { AuditEventRow } from '../../src/audit/audit-event.table.js';
+import type { ClientSettingsInput } from '../../src/clients/client-settings.js';
+import { createClient, rotateSecret, type ClientServiceDeps } from '../../src/clients/client.service.js';
+import type { Client } from '../../src/clients/client.js';
+import { SecretHasher } from '../../src/clients/secret.js';
+import type { Clock } from '../../src/clock.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import { openDatabase, type Db } from '../../src/db/database.js';
+import { migrateToLatest } from '../../src/db/migrate.js';
+import { loadKeystore, type Keystore } from '../../src/keys/keystore.js';
+import { createLogger } from '../../src/log.js';
+
+/** Counts argon2 verifications, so tests can prove every failure pays the same work. */
+export class CountingHasher extends SecretHasher {
+  verifies = 0;
+  decoys = 0;
+  override verify(hash: string, presented: string): Promise<boolean> {
+    this.verifies += 1;
+    return super.verify(hash, presented);
+  }
+  override verifyDecoy(presented: string): Promise<false> {
+    this.decoys += 1;
+    return super.verifyDecoy(presented);
+  }
+  reset(): void {
+    this.verifies = 0;
+    this.decoys = 0;
+  }
+}
+
+export class TestClock implements Clock {
+  constructor(private ms = Date.now()) {}
+  now(): number {
+    return this.ms;
+  }
+  advance(seconds: number): void {
+    this.ms += seconds * 1000;
+  }
+}
+
+export interface Harness {
+  readonly config: Config;
+  readonly app: Koa;
+  readonly request: ReturnType<typeof supertest>;
+  readonly db: Db;
+  readonly keystore: Keystore;
+  readonly hasher: CountingHasher;
+  readonly clock: TestClock;
+  /** Every log line written so far, parsed. */
+  readonly logLines: Record<string, unknown>[];
+  readonly dir: string;
+  createClient(input: ClientSettingsInput): Promise<{ client: Client; secret: string }>;
+  rotateSecret(clientId: string, previousSecretExpiresIn: number): Promise<string>;
+  auditRows(): Promise<AuditEventRow[]>;
+  close(): Promise<void>;
+}
+
+export const ISSUER = 'http://localhost:3000';
+
+export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-test-'));
+  const config = loadConfig({ DATABASE_URL: join(dir, 'tessera.db'), KEYS_DIR: join(dir, 'keys'), ISSUER, LOG_LEVEL: 'info', ...env });
+  const logLines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) logLines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  const log = createLogger(config.logLevel, sink);
+  const db = openDatabase(config.databasePath);
+  await migrateToLatest(db);
+  const clock = new TestClock();
+  const keystore = await loadKeystore({ dir: config.keysDir, clock });
+  const hasher = new CountingHasher(config.argon2);
+  const app = createApp(config, { db, keystore, hasher, log, clock });
+  const deps: ClientServiceDeps = { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl } };
+
+  return {
+    config,
+    app,
+    request: supertest(app.callback()),
+    db,
+    keystore,
+    hasher,
+    clock,
+    logLines,
+    dir,
+    async createClient(input) {
+      const { client, clientSecret } = await createClient(deps, input);
+      return { client, secret: clientSecret };
+    },
+    rotateSecret: (clientId, previousSecretExpiresIn) => rotateSecret(deps, clientId, previousSecretExpiresIn),
+    auditRows: () => db.selectFrom('audit_events').selectAll().orderBy('id').execute(),
+    async close() {
+      await db.destroy();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export const basic = (id: string, secret: string): string =>
+  `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;

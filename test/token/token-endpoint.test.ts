@@ -1,0 +1,258 @@
+import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+
+import { ISSUER, basic, startHarness, type Harness } from '../support/harness.js';
+
+const API = 'https://api.example.com';
+const OTHER_API = 'https://other.example.com';
+
+let h: Harness;
+let id: string;
+let secret: string;
+
+beforeAll(async () => {
+  h = await startHarness();
+  ({ client: { clientId: id }, secret } = await h.createClient({
+    client_name: 'billing-agent',
+    scope: 'read:data write:logs',
+    default_scope: 'read:data',
+    audience: [API, OTHER_API],
+    default_audience: API,
+  }));
+});
+afterAll(() => h.close());
+beforeEach(() => h.hasher.reset());
+
+const token = (form: Record<string, string | string[]>, auth?: string) => {
+  const req = h.request.post('/oauth/token').type('form');
+  if (auth) void req.set('Authorization', auth);
+  const body = new URLSearchParams();
+  for (const [k, v] of Object.entries(form)) for (const value of [v].flat()) body.append(k, value);
+  return req.send(body.toString());
+};
+
+const verify = async (accessToken: string) => {
+  const jwks = createLocalJWKSet((await h.request.get('/.well-known/jwks.json')).body);
+  return jwtVerify(accessToken, jwks, { issuer: ISSUER, typ: 'at+jwt', algorithms: ['RS256'] });
+};
+
+describe('successful issuance (RFC 6749 §4.4.3, RFC 9068)', () => {
+  it('answers 200 with a Bearer JWT, expires_in and the granted scope, never cached', async () => {
+    const res = await token({ grant_type: 'client_credentials', scope: 'read:data' }, basic(id, secret));
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.headers.pragma).toBe('no-cache');
+    expect(Object.keys(res.body).sort()).toEqual(['access_token', 'expires_in', 'scope', 'token_type']);
+    expect(res.body).toMatchObject({ token_type: 'Bearer', expires_in: 3600, scope: 'read:data' });
+  });
+
+  it('issues an RS256 at+jwt with every RFC 9068 claim, verifiable with the served JWKS', async () => {
+    const res = await token({ grant_type: 'client_credentials', scope: 'read:data write:logs' }, basic(id, secret));
+    const header = decodeProtectedHeader(res.body.access_token);
+    expect(header).toEqual({ alg: 'RS256', typ: 'at+jwt', kid: h.keystore.active.kid });
+
+    const { payload } = await verify(res.body.access_token);
+    expect(payload).toMatchObject({ iss: ISSUER, sub: id, client_id: id, aud: API, scope: 'read:data write:logs' });
+    expect(payload.exp! - payload.iat!).toBe(3600);
+    expect(payload.jti).toMatch(/^[A-Za-z0-9_-]{20,}$/);
+  });
+
+  it('gives every token a unique jti', async () => {
+    const a = await token({ grant_type: 'client_credentials' }, basic(id, secret));
+    const b = await token({ grant_type: 'client_credentials' }, basic(id, secret));
+    expect((await verify(a.body.access_token)).payload.jti).not.toBe((await verify(b.body.access_token)).payload.jti);
+  });
+
+  it('grants the default scope and audience when the request names none', async () => {
+    const res = await token({ grant_type: 'client_credentials' }, basic(id, secret));
+    expect(res.status).toBe(200);
+    expect(res.body.scope).toBe('read:data');
+    expect((await verify(res.body.access_token)).payload).toMatchObject({ aud: API, scope: 'read:data' });
+  });
+
+  it.each([
+    ['resource (RFC 8707)', 'resource'],
+    ['audience (common convention)', 'audience'],
+  ])('accepts one allowed audience named by %s', async (_label, param) => {
+    const res = await token({ grant_type: 'client_credentials', [param]: OTHER_API }, basic(id, secret));
+    expect(res.status).toBe(200);
+    expect((await verify(res.body.access_token)).payload.aud).toBe(OTHER_API);
+  });
+
+  it('decodes the Basic credentials as form-encoded (RFC 6749 §2.3.1)', async () => {
+    const encodedId = [...id].map((c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`).join('');
+    const auth = `Basic ${Buffer.from(`${encodedId}:${secret}`).toString('base64')}`;
+    const res = await token({ grant_type: 'client_credentials' }, auth);
+    expect(res.status).toBe(200);
+  });
+
+  it('uses the client lifetime when it has one, else the server default', async () => {
+    const { client, secret: s } = await h.createClient({ client_name: 'short', audience: [API], access_token_ttl: 300 });
+    const res = await token({ grant_type: 'client_credentials' }, basic(client.clientId, s));
+    expect(res.body.expires_in).toBe(300);
+    const { payload } = await verify(res.body.access_token);
+    expect(payload.exp! - payload.iat!).toBe(300);
+  });
+
+  it('accepts client_secret_post for a client registered with it, and only then', async () => {
+    const { client, secret: s } = await h.createClient({ client_name: 'poster', audience: [API], token_endpoint_auth_method: 'client_secret_post' });
+    const ok = await token({ grant_type: 'client_credentials', client_id: client.clientId, client_secret: s });
+    expect(ok.status).toBe(200);
+
+    const viaBasic = await token({ grant_type: 'client_credentials' }, basic(client.clientId, s));
+    expect(viaBasic.status).toBe(401);
+    expect(viaBasic.body).toEqual({ error: 'invalid_client', error_description: 'client authentication failed' });
+
+    const basicClientViaPost = await token({ grant_type: 'client_credentials', client_id: id, client_secret: secret });
+    expect(basicClientViaPost.status).toBe(401);
+  });
+});
+
+describe('client authentication failures (RFC 6749 §5.2 invalid_client)', () => {
+  const generic = { error: 'invalid_client', error_description: 'client authentication failed' };
+
+  it('answers an unknown client and a wrong secret identically, with one argon2 verify each', async () => {
+    const unknown = await token({ grant_type: 'client_credentials' }, basic('no-such-client', secret));
+    expect(h.hasher).toMatchObject({ verifies: 0, decoys: 1 });
+    h.hasher.reset();
+    const wrong = await token({ grant_type: 'client_credentials' }, basic(id, `${secret.slice(0, -4)}AAAA`));
+    expect(h.hasher).toMatchObject({ verifies: 1, decoys: 0 });
+
+    for (const res of [unknown, wrong]) {
+      expect(res.status).toBe(401);
+      expect(res.body).toEqual(generic);
+      expect(res.headers['www-authenticate']).toMatch(/^Basic realm="http:\/\/localhost:3000", error="invalid_client"/);
+      expect(res.headers['cache-control']).toBe('no-store');
+    }
+    expect(unknown.text).toBe(wrong.text);
+  });
+
+  it('pays the same argon2 cost for a secret of the wrong format or an unknown secret id', async () => {
+    for (const presented of ['hunter2', `tsec_0000000000000000_${'A'.repeat(43)}`]) {
+      h.hasher.reset();
+      const res = await token({ grant_type: 'client_credentials' }, basic(id, presented));
+      expect(res.status).toBe(401);
+      expect(res.body).toEqual(generic);
+      expect(h.hasher.verifies + h.hasher.decoys).toBe(1);
+    }
+  });
+
+  it('never echoes the presented secret', async () => {
+    const res = await token({ grant_type: 'client_credentials' }, basic(id, `${secret}x`));
+    expect(res.text).not.toContain(secret);
+    expect(JSON.stringify(res.headers)).not.toContain(secret);
+  });
+
+  it('refuses a disabled client with the same answer', async () => {
+    const { client, secret: s } = await h.createClient({ client_name: 'off', audience: [API], enabled: false });
+    const res = await token({ grant_type: 'client_credentials' }, basic(client.clientId, s));
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual(generic);
+  });
+
+  it('keeps both secrets working during rotation, then refuses the expired one', async () => {
+    const { client, secret: first } = await h.createClient({ client_name: 'rotating', audience: [API] });
+    const second = await h.rotateSecret(client.clientId, 600);
+    expect((await token({ grant_type: 'client_credentials' }, basic(client.clientId, first))).status).toBe(200);
+    expect((await token({ grant_type: 'client_credentials' }, basic(client.clientId, second))).status).toBe(200);
+
+    h.clock.advance(600);
+    const expired = await token({ grant_type: 'client_credentials' }, basic(client.clientId, first));
+    expect(expired.status).toBe(401);
+    expect(expired.body).toEqual(generic);
+    expect((await token({ grant_type: 'client_credentials' }, basic(client.clientId, second))).status).toBe(200);
+  });
+
+  it('rejects a request without credentials as invalid_request', async () => {
+    const res = await token({ grant_type: 'client_credentials' });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_request');
+  });
+
+  it('rejects credentials sent both ways', async () => {
+    const res = await token({ grant_type: 'client_credentials', client_id: id, client_secret: secret }, basic(id, secret));
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_request');
+  });
+});
+
+describe('request and policy errors (RFC 6749 §5.2, RFC 8707)', () => {
+  const cases: [string, Record<string, string | string[]>, number, string][] = [
+    ['missing grant_type', {}, 400, 'invalid_request'],
+    ['a duplicated parameter', { grant_type: 'client_credentials', scope: ['read:data', 'read:data'] }, 400, 'invalid_request'],
+    ['an unsupported grant type', { grant_type: 'password' }, 400, 'unsupported_grant_type'],
+    ['a scope the client may not have', { grant_type: 'client_credentials', scope: 'read:data admin' }, 400, 'invalid_scope'],
+    ['a scope with invalid characters', { grant_type: 'client_credentials', scope: 'read"data' }, 400, 'invalid_scope'],
+    ['an audience the client may not use', { grant_type: 'client_credentials', resource: 'https://evil.example.com' }, 400, 'invalid_target'],
+    ['an audience that is not an absolute URI', { grant_type: 'client_credentials', resource: 'billing' }, 400, 'invalid_target'],
+    ['two audiences', { grant_type: 'client_credentials', resource: [API, OTHER_API] }, 400, 'invalid_target'],
+    ['both resource and audience', { grant_type: 'client_credentials', resource: API, audience: API }, 400, 'invalid_request'],
+  ];
+
+  it.each(cases)('answers %s with the RFC error code and no token', async (_label, form, status, error) => {
+    const res = await token(form, basic(id, secret));
+    expect(res.status).toBe(status);
+    expect(res.body.error).toBe(error);
+    expect(typeof res.body.error_description).toBe('string');
+    expect(res.body.access_token).toBeUndefined();
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+
+  it('rejects a body that is not form-encoded', async () => {
+    const res = await h.request.post('/oauth/token').set('Authorization', basic(id, secret)).send({ grant_type: 'client_credentials' });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_request');
+  });
+
+  it('answers unauthorized_client for a client without the client_credentials grant', async () => {
+    const { client, secret: s } = await h.createClient({ client_name: 'rs-only', audience: [API], grant_types: [] });
+    const res = await token({ grant_type: 'client_credentials' }, basic(client.clientId, s));
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('unauthorized_client');
+  });
+
+  it('answers invalid_target when neither the request nor the client names an audience', async () => {
+    const { client, secret: s } = await h.createClient({ client_name: 'two-apis', audience: [API, OTHER_API] });
+    const res = await token({ grant_type: 'client_credentials' }, basic(client.clientId, s));
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_target');
+  });
+
+  it('answers JSON even to a client that prefers HTML', async () => {
+    const res = await h.request.post('/oauth/token').type('form').set('Accept', 'text/html').send('grant_type=client_credentials');
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.body.error).toBe('invalid_request');
+  });
+});
+
+describe('only Tessera routes are reachable', () => {
+  it.each([
+    ['GET', '/auth'],
+    ['GET', '/me'],
+    ['POST', '/me'],
+    ['GET', '/session/end'],
+    ['POST', '/reg'],
+    ['POST', '/device/auth'],
+    ['GET', '/device'],
+    ['POST', '/request'],
+    ['POST', '/token/introspection'],
+    ['POST', '/token/revocation'],
+    ['GET', '/jwks'],
+    ['GET', '/interaction/x'],
+    ['POST', '/token'],
+  ])('%s %s answers 404', async (method, path) => {
+    const res = await h.request[method === 'GET' ? 'get' : 'post'](path);
+    expect(res.status).toBe(404);
+    expect(res.body).toEqual({ error: 'not_found', error_description: 'no such endpoint' });
+  });
+
+  it('answers 405 for a known path with the wrong method, and no CORS headers', async () => {
+    const res = await h.request.get('/oauth/token');
+    expect(res.status).toBe(405);
+    expect(res.headers.allow).toBe('POST');
+    const withOrigin = await token({ grant_type: 'client_credentials' }, basic(id, secret)).set('Origin', 'https://app.example.com');
+    expect(withOrigin.status).toBe(200);
+    expect(Object.keys(withOrigin.headers).filter((k) => k.startsWith('access-control-'))).toEqual([]);
+  });
+});

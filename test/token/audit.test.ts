@@ -1,0 +1,106 @@
+import { sql } from 'kysely';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { basic, startHarness, type Harness } from '../support/harness.js';
+
+const API = 'https://api.example.com';
+
+let h: Harness;
+let id: string;
+let secret: string;
+
+beforeEach(async () => {
+  h = await startHarness();
+  ({ client: { clientId: id }, secret } = await h.createClient({ client_name: 'audited', scope: 'read:data write:logs', audience: [API] }));
+});
+afterEach(() => h.close());
+
+const token = (form: string, auth?: string) => {
+  const req = h.request.post('/oauth/token').type('form').set('User-Agent', 'audit-test/1.0').set('X-Request-Id', 'req-123');
+  if (auth) void req.set('Authorization', auth);
+  return req.send(form);
+};
+
+describe('audit log of the token endpoint', () => {
+  it('commits one row per issued token, naming the token by jti and expiry only', async () => {
+    const res = await token('grant_type=client_credentials&scope=read:data', basic(id, secret));
+    expect(res.status).toBe(200);
+    const [payload] = [JSON.parse(Buffer.from(res.body.access_token.split('.')[1], 'base64url').toString()) as { jti: string; exp: number }];
+
+    const rows = await h.auditRows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      type: 'token.issued',
+      outcome: 'success',
+      client_id: id,
+      remote_addr: expect.stringMatching(/127\.0\.0\.1/),
+      user_agent: 'audit-test/1.0',
+      request_id: 'req-123',
+      requested_scope: 'read:data',
+      granted_scope: 'read:data',
+      audience: API,
+      jti: payload.jti,
+      token_expires_at: payload.exp,
+      error: null,
+      reason: null,
+    });
+  });
+
+  it.each([
+    ['unknown client', 'grant_type=client_credentials', () => basic('ghost', secret), 'invalid_client', 'unknown_client', 'ghost'],
+    ['wrong secret', 'grant_type=client_credentials', () => basic(id, 'tsec_0123456789abcdef_' + 'x'.repeat(43)), 'invalid_client', 'secret_mismatch', null],
+    ['scope not allowed', 'grant_type=client_credentials&scope=admin', () => basic(id, secret), 'invalid_scope', 'scope_not_allowed', null],
+    ['audience not allowed', 'grant_type=client_credentials&audience=https://x.example.com', () => basic(id, secret), 'invalid_target', 'audience_not_allowed', null],
+    ['unsupported grant', 'grant_type=password', () => basic(id, secret), 'unsupported_grant_type', null, null],
+    ['no credentials', 'grant_type=client_credentials', () => undefined, 'invalid_request', null, null],
+  ])('commits one failure row for %s with the RFC code and the internal reason', async (_label, form, auth, error, reason, clientId) => {
+    const res = await token(form, auth());
+    expect(res.body.error).toBe(error);
+    const rows = await h.auditRows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ type: 'token.failed', outcome: 'failure', error, jti: null, granted_scope: null, request_id: 'req-123' });
+    if (reason) expect(rows[0]!.reason).toBe(reason);
+    else expect(typeof rows[0]!.reason).toBe('string');
+    if (clientId) expect(rows[0]!.client_id).toBe(clientId);
+  });
+
+  it('records why a correct secret was refused: expired, disabled, wrong method', async () => {
+    const rotated = await h.createClient({ client_name: 'rotated', audience: [API] });
+    await h.rotateSecret(rotated.client.clientId, 0);
+    await token('grant_type=client_credentials', basic(rotated.client.clientId, rotated.secret));
+
+    const disabled = await h.createClient({ client_name: 'disabled', audience: [API], enabled: false });
+    await token('grant_type=client_credentials', basic(disabled.client.clientId, disabled.secret));
+
+    await token(`grant_type=client_credentials&client_id=${id}&client_secret=${secret}`);
+
+    expect((await h.auditRows()).map((r) => r.reason)).toEqual(['secret_expired', 'client_disabled', 'auth_method_not_allowed']);
+  });
+
+  it('writes the same event as one JSON log line', async () => {
+    await token('grant_type=client_credentials', basic(id, secret));
+    const [row] = await h.auditRows();
+    const line = h.logLines.find((l) => l.msg === 'token.issued');
+    expect(line?.audit).toEqual(row);
+  });
+
+  it('never stores or logs a secret, a token, a hash or an Authorization header', async () => {
+    const issued = await token('grant_type=client_credentials', basic(id, secret));
+    await token('grant_type=client_credentials', basic(id, `${secret}x`));
+    await token(`grant_type=client_credentials&client_id=${id}&client_secret=${secret}`);
+    const hashes = (await h.db.selectFrom('client_secrets').select('hash').execute()).map((r) => r.hash);
+    const sensitive = [secret, issued.body.access_token as string, basic(id, secret).slice(6), ...hashes];
+
+    const everything = JSON.stringify(await h.auditRows()) + JSON.stringify(h.logLines);
+    for (const value of sensitive) expect(everything).not.toContain(value);
+  });
+
+  it('withholds the token and answers server_error when the audit row cannot be committed', async () => {
+    await sql`DROP TABLE audit_events`.execute(h.db);
+    const res = await token('grant_type=client_credentials', basic(id, secret));
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({ error: 'server_error', error_description: 'the request could not be completed' });
+    expect(res.text).not.toContain('eyJ');
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+});

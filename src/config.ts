@@ -136,6 +136,10 @@ function parseIssuer(raw: string, problems: string[]): string {
   if (url.search || url.hash || raw.includes('?') || raw.includes('#')) {
     problems.push('ISSUER must not have a query or fragment (RFC 8414 §2)');
   }
+  if (url.pathname !== '/') {
+    // Endpoints and the RFC 8414 well-known documents are served at the root of the origin.
+    problems.push(`ISSUER must be an origin without a path, e.g. https://auth.example.com, got ${JSON.stringify(raw)}`);
+  }
   if (url.username || url.password) {
     problems.push('ISSUER must not contain credentials');
   }

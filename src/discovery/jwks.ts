@@ -15,6 +15,8 @@ export function serveJwks(keystore: Keystore, maxAge: number): Middleware {
     ctx.set('Cache-Control', `public, max-age=${maxAge}`);
     ctx.type = 'application/jwk-set+json';
     ctx.etag = etag;
+    // koa judges freshness only for a 2xx status, and it is still 404 until a body is set.
+    ctx.status = 200;
     if (ctx.fresh) {
       ctx.status = 304;
       return;

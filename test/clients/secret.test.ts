@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+
+import { SecretHasher, generateSecret, secretIdOf } from '../../src/clients/secret.js';
+
+describe('client secrets', () => {
+  it('are prefixed for secret scanners, carry their public id and 256 random bits', () => {
+    const { id, value } = generateSecret();
+    expect(value).toMatch(/^tsec_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/);
+    expect(secretIdOf(value)).toBe(id);
+    expect(generateSecret().value).not.toBe(value);
+  });
+
+  it.each(['', 'hunter2', 'tsec_XYZ_abc', `tsec_0123456789abcdef_${'a'.repeat(42)}`])('has no id in a foreign value %j', (value) => {
+    expect(secretIdOf(value)).toBeUndefined();
+  });
+
+  it('hashes with argon2id and the configured parameters, never storing the plaintext', async () => {
+    const hasher = new SecretHasher({ memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+    const { value } = generateSecret();
+    const hash = await hasher.hash(value);
+    expect(hash).toMatch(/^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);
+    expect(hash).not.toContain(value);
+    expect(await hasher.verify(hash, value)).toBe(true);
+    expect(await hasher.verify(hash, `${value}x`)).toBe(false);
+    expect(await hasher.verify('not-a-hash', value)).toBe(false);
+    expect(await hasher.verifyDecoy(value)).toBe(false);
+  });
+});

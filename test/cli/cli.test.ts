@@ -1,0 +1,133 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { runCli } from '../../src/cli/main.js';
+import { openDatabase } from '../../src/db/database.js';
+
+let dir: string;
+let env: NodeJS.ProcessEnv;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tessera-cli-'));
+  env = { DATABASE_URL: join(dir, 'tessera.db') };
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await runCli(args, env, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
+  return { code, stdout, stderr };
+}
+
+describe('tessera clients create --json', () => {
+  it('prints exactly one JSON object with the secret and the RFC 7591-named settings', async () => {
+    const { code, stdout, stderr } = await cli(
+      'clients', 'create', '--name', 'billing-agent', '--scope', 'read:data write:logs', '--audience', 'https://api.example.com', '--json',
+    );
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    const created = JSON.parse(stdout) as Record<string, unknown>;
+    expect(created).toEqual({
+      client_id: expect.stringMatching(/^[0-9a-f-]{36}$/),
+      client_secret: expect.stringMatching(/^tsec_/),
+      client_name: 'billing-agent',
+      description: null,
+      scope: 'read:data write:logs',
+      default_scope: 'read:data write:logs',
+      audience: ['https://api.example.com'],
+      default_audience: 'https://api.example.com',
+      grant_types: ['client_credentials'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      access_token_ttl: null,
+      enabled: true,
+      created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      updated_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+    });
+  });
+
+  it('takes every documented flag', async () => {
+    const { stdout } = await cli(
+      'clients', 'create', '--name', 'ops', '--id', 'ops-agent', '--description', 'nightly jobs', '--scope', 'a b', '--default-scope', 'a',
+      '--audience', 'https://one.example', '--audience', 'https://two.example', '--default-audience', 'https://two.example',
+      '--lifetime', '900', '--auth-method', 'client_secret_post', '--disabled', '--json',
+    );
+    expect(JSON.parse(stdout)).toMatchObject({
+      client_id: 'ops-agent',
+      description: 'nightly jobs',
+      scope: 'a b',
+      default_scope: 'a',
+      audience: ['https://one.example', 'https://two.example'],
+      default_audience: 'https://two.example',
+      access_token_ttl: 900,
+      token_endpoint_auth_method: 'client_secret_post',
+      enabled: false,
+    });
+  });
+
+  it('stores only an argon2id hash of the secret, and never shows it again', async () => {
+    const created = JSON.parse((await cli('clients', 'create', '--name', 'x', '--json')).stdout) as { client_id: string; client_secret: string };
+    const db = openDatabase(env.DATABASE_URL!);
+    const rows = await db.selectFrom('client_secrets').selectAll().execute();
+    await db.destroy();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.hash).toMatch(/^\$argon2id\$/);
+    expect(JSON.stringify(rows)).not.toContain(created.client_secret.split('_')[2]);
+
+    const shown = (await cli('clients', 'get', created.client_id, '--json')).stdout + (await cli('clients', 'list', '--json')).stdout;
+    expect(shown).toContain(created.client_id);
+    expect(shown).not.toContain('tsec_');
+    expect(shown).not.toContain('argon2');
+  });
+
+  it('prints the secret once in human form, with the warning on stderr', async () => {
+    const { stdout, stderr } = await cli('clients', 'create', '--name', 'human');
+    expect(stdout).toMatch(/^client_id: {5}\S+\nclient_secret: tsec_\S+\n$/);
+    expect(stderr).toContain('cannot be shown again');
+  });
+
+  it.each([
+    [['clients', 'create', '--json'], 1, 'invalid client_name'],
+    [['clients', 'create', '--name', 'x', '--audience', 'not-a-uri'], 1, 'invalid audience'],
+    [['clients', 'create', '--name', 'x', '--lifetime', 'soon'], 2, '--lifetime must be a whole number'],
+    [['clients', 'create', '--name', 'x', '--auth-method', 'none'], 1, 'invalid token_endpoint_auth_method'],
+    [['clients', 'create', '--name', 'x', '--bogus'], 2, 'Unknown option'],
+    [['clients', 'explode'], 2, 'unknown command'],
+    [['clients', 'get', 'nobody'], 1, 'no client nobody'],
+  ])('fails %j with exit %i and a message on stderr only', async (args, code, message) => {
+    const res = await cli(...args);
+    expect(res.code).toBe(code);
+    expect(res.stdout).toBe('');
+    expect(res.stderr).toContain(message);
+  });
+
+  it('refuses a duplicate client_id', async () => {
+    await cli('clients', 'create', '--name', 'a', '--id', 'same-id');
+    const res = await cli('clients', 'create', '--name', 'b', '--id', 'same-id');
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('already exists');
+  });
+});
+
+describe('tessera migrate and rotate-secret', () => {
+  it('applies migrations once', async () => {
+    expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: ['2026-11-23-0001-initial'] });
+    expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [] });
+  });
+
+  it('rotates a secret, keeping the previous one for the given time', async () => {
+    const { client_id } = JSON.parse((await cli('clients', 'create', '--name', 'r', '--json')).stdout) as { client_id: string };
+    const rotated = JSON.parse((await cli('clients', 'rotate-secret', client_id, '--previous-expires-in', '60', '--json')).stdout) as Record<string, unknown>;
+    expect(rotated).toEqual({ client_id, client_secret: expect.stringMatching(/^tsec_/), previous_secret_expires_in: 60 });
+
+    const db = openDatabase(env.DATABASE_URL!);
+    const rows = await db.selectFrom('client_secrets').selectAll().orderBy('created_at').execute();
+    await db.destroy();
+    expect(rows).toHaveLength(2);
+    const previous = rows.find((r) => r.expires_at !== null);
+    expect(Number(previous!.expires_at) - Math.floor(Date.now() / 1000)).toBeGreaterThan(55);
+    expect(rows.filter((r) => r.expires_at === null)).toHaveLength(1);
+  });
+});

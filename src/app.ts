@@ -21,6 +21,7 @@ import type { Logger } from './log.js';
 import { createProvider } from './provider/create-provider.js';
 import { auditTokenRequest } from './token/audit.js';
 import { createAuthenticator } from './token/authenticate-client.js';
+import { normalizeErrors } from './token/normalize-errors.js';
 import { tokenHooks } from './token/index.js';
 
 export interface AppDeps {
@@ -36,6 +37,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
 
   const hooks = tokenHooks({
     authenticate: createAuthenticator({ db, hasher, clock }),
+    log,
     keystore,
     limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl },
   });
@@ -54,7 +56,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   app.use(requestContext(log));
   app.use(
     routes({
-      [TOKEN_PATH]: { POST: [noStore, withoutCors, auditTokenRequest(new AuditLog(db, log, clock), log), engine] },
+      [TOKEN_PATH]: { POST: [noStore, withoutCors, auditTokenRequest(new AuditLog(db, log, clock), log), normalizeErrors(config.issuer), engine] },
       [JWKS_PATH]: { GET: [serveJwks(keystore, config.jwksMaxAge)] },
       ...Object.fromEntries(DISCOVERY_PATHS.map((path) => [path, { GET: [metadata] }])),
     }),

@@ -12,12 +12,38 @@ import type { AuditEventTable } from './audit-event.table.js';
 /** What a caller records; the log assigns the id and the time. */
 export type AuditEvent = Omit<AuditEventTable, 'id' | 'occurred_at'>;
 
+let lastMs = 0;
+let sequence = 0;
+
 /**
- * Ids sort by time: 12 hex digits of epoch milliseconds, then randomness. Ordering by id is
- * ordering by time, which keeps paging stable without a database sequence.
+ * Ids sort by time, then by order of recording within this process: 12 hex digits of epoch
+ * milliseconds, a 4-hex-digit sequence for events in the same millisecond, then randomness so
+ * processes sharing a database never collide. Ordering by id is ordering by time, which keeps
+ * paging stable without a database sequence.
  */
 export function newEventId(nowMs: number): string {
-  return `${nowMs.toString(16).padStart(12, '0')}${randomBytes(8).toString('hex')}`;
+  if (nowMs > lastMs) {
+    lastMs = nowMs;
+    sequence = 0;
+  } else {
+    sequence += 1;
+  }
+  return `${lastMs.toString(16).padStart(12, '0')}${(sequence & 0xffff).toString(16).padStart(4, '0')}${randomBytes(6).toString('hex')}`;
+}
+
+const SECRET = /tsec_[0-9a-f]{16}_[A-Za-z0-9_-]*/g;
+const JWT = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/g;
+
+/**
+ * Makes a caller-supplied value safe to record: anything shaped like a Tessera secret or a JWT is
+ * masked (a workload that swaps client_id and client_secret must not get its secret logged), control
+ * characters are replaced, and the length is bounded. Empty and non-string values become null.
+ */
+export function scrub(value: unknown, max = 256): string | null {
+  if (typeof value !== 'string' || value === '') return null;
+  return value.replace(SECRET, 'tsec_[redacted]').replace(JWT, '[jwt redacted]').replace(CONTROL, '\uFFFD').slice(0, max);
 }
 
 export class AuditLog {

@@ -15,13 +15,19 @@ import type { Client } from '../clients/client.js';
 
 export type ClientLookup = (clientId: string) => Promise<Client | undefined>;
 
+// The engine only accepts client_ids of printable ASCII (RFC 6749 VSCHAR). Any other presented id
+// cannot name a Tessera client, so its decoy carries this stand-in, which no client can have ('!'
+// is outside Tessera's client_id alphabet), and is refused like every unknown client.
+const UNREPRESENTABLE_ID = '!unrepresentable-client-id';
+const VSCHAR = /^[\x20-\x7E]{1,1024}$/;
+
 // oidc-provider insists that secret-based clients carry a client_secret. Tessera never lets it
 // compare one (compareClientSecret is replaced), so each process uses a random, unusable value.
 const UNUSED_SECRET = randomBytes(32).toString('base64url');
 
 export function providerClientMetadata(clientId: string, client: Client | undefined): AdapterPayload {
   return {
-    client_id: clientId,
+    client_id: VSCHAR.test(clientId) ? clientId : UNREPRESENTABLE_ID,
     client_secret: UNUSED_SECRET,
     grant_types: ['client_credentials'],
     response_types: [],

@@ -49,6 +49,8 @@ export function createProvider({ issuer, keystore, lookup, hooks, trustProxy }: 
         getResourceServerInfo: hooks.getResourceServerInfo,
         useGrantedResource: () => true,
       },
+      // On by default in oidc-provider v9; Tessera issues Bearer tokens only.
+      dPoP: off,
       devInteractions: off,
       introspection: off,
       revocation: off,
@@ -69,5 +71,6 @@ export function createProvider({ issuer, keystore, lookup, hooks, trustProxy }: 
   provider.proxy = trustProxy;
   provider.Client.prototype.compareClientSecret = hooks.compareClientSecret;
   provider.on('grant.error', hooks.onGrantError);
+  provider.on('server_error', hooks.onServerError);
   return provider;
 }

@@ -3,14 +3,17 @@
  *
  * oidc-provider runs the protocol; Tessera's steps plug into it. A request meets them in order:
  *   1. parse-request.ts        the engine reads the form; we read scope and audience
- *   2. authenticate-client.ts  one argon2id verify, as the engine's Client#compareClientSecret
+ *   2. authenticate-client.ts  one argon2id verify, as the engine's Client#compareClientSecret;
+ *      normalize-errors.ts     every authentication failure answered as one 401 invalid_client
  *   3. policy.ts               scope ⊆ allowed, audience allowed, lifetime (the engine's resource-server hooks)
  *   4. sign                    the engine signs an RS256 `at+jwt` with the active key from keys/
  *   5. audit.ts                the row is committed before the response leaves
  */
 import { Provider, errors, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
 
+import { requestIdOf } from '../http/request-context.js';
 import type { Keystore } from '../keys/keystore.js';
+import type { Logger } from '../log.js';
 import { SIGNING_ALG } from '../keys/keystore.js';
 import type { Authenticator } from './authenticate-client.js';
 import { parseTokenRequest } from './parse-request.js';
@@ -19,6 +22,7 @@ import { tokenState } from './request-state.js';
 
 export interface TokenHookDeps {
   readonly authenticate: Authenticator;
+  readonly log: Logger;
   readonly keystore: Keystore;
   readonly limits: PolicyLimits;
 }
@@ -31,9 +35,10 @@ export interface TokenHooks {
   readonly getResourceServerInfo: (ctx: KoaContextWithOIDC, resourceIndicator: string) => ResourceServer;
   readonly accessTokenTtl: (ctx: KoaContextWithOIDC, token: { resourceServer?: { accessTokenTTL?: number | undefined } | undefined }) => number;
   readonly onGrantError: (ctx: KoaContextWithOIDC, err: Error) => void;
+  readonly onServerError: (ctx: KoaContextWithOIDC, err: Error) => void;
 }
 
-export function tokenHooks({ authenticate, keystore, limits }: TokenHookDeps): TokenHooks {
+export function tokenHooks({ authenticate, log, keystore, limits }: TokenHookDeps): TokenHooks {
   // Step 3: evaluated once per request, the first time the engine asks about the audience.
   function grantFor(ctx: KoaContextWithOIDC): Grant {
     const state = tokenState(ctx);
@@ -93,8 +98,16 @@ export function tokenHooks({ authenticate, keystore, limits }: TokenHookDeps): T
     },
 
     onGrantError: (ctx, err) => {
-      const detail = (err as { error_detail?: unknown }).error_detail;
-      tokenState(ctx).failure = typeof detail === 'string' ? detail : err.message;
+      // Tessera's own errors carry a reason code as error_detail; the engine's carry a description
+      // and sometimes, as detail, the message of the error that caused them.
+      const { error_detail: detail, error_description: description } = err as { error_detail?: unknown; error_description?: unknown };
+      const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+      tokenState(ctx).failure = { reason: text(detail) ?? text(description) ?? err.message, description: text(description) };
+    },
+
+    onServerError: (ctx, err) => {
+      tokenState(ctx).failure = { reason: 'server_error' };
+      log.error({ err, request_id: requestIdOf(ctx) }, 'token endpoint failed');
     },
   };
 }

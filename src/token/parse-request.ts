@@ -7,7 +7,10 @@
 export type RequestedAudience =
   | { readonly kind: 'none' }
   | { readonly kind: 'requested'; readonly value: string }
-  | { readonly kind: 'repeated' }
+  /** `resource` given more than once: RFC 8707 allows it, Tessera issues for one audience. */
+  | { readonly kind: 'several' }
+  /** `audience` given more than once: a duplicated parameter (RFC 6749 §3.2). */
+  | { readonly kind: 'duplicated' }
   | { readonly kind: 'conflicting' };
 
 export interface TokenRequest {
@@ -35,8 +38,10 @@ function parseScope(scope: FormValue): string[] | undefined {
 }
 
 function parseAudience(resource: FormValue, audience: FormValue): RequestedAudience {
-  if (Array.isArray(resource) || Array.isArray(audience)) return { kind: 'repeated' };
-  if (resource !== undefined && audience !== undefined) return { kind: 'conflicting' };
-  const value = resource ?? audience;
-  return value === undefined || value === '' ? { kind: 'none' } : { kind: 'requested', value };
+  if (Array.isArray(audience)) return { kind: 'duplicated' };
+  if (Array.isArray(resource)) return { kind: 'several' };
+  // An empty value counts as absent, as the engine treats every empty parameter.
+  const named = [resource, audience].filter((v): v is string => typeof v === 'string' && v !== '');
+  if (named.length > 1) return { kind: 'conflicting' };
+  return named[0] === undefined ? { kind: 'none' } : { kind: 'requested', value: named[0] };
 }

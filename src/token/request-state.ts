@@ -6,8 +6,8 @@ export interface TokenRequestState {
   /** Set once the secret is verified. */
   client?: Client;
   grant?: Grant;
-  /** Internal reason for a failure, for the audit log only. */
-  failure?: string;
+  /** Why the request failed, for the audit log only: a Tessera reason code or the engine's own words. */
+  failure?: { reason: string; description?: string | undefined };
 }
 
 export function tokenState(ctx: { state: unknown }): TokenRequestState {

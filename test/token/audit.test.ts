@@ -53,7 +53,8 @@ describe('audit log of the token endpoint', () => {
     ['scope not allowed', 'grant_type=client_credentials&scope=admin', () => basic(id, secret), 'invalid_scope', 'scope_not_allowed', null],
     ['audience not allowed', 'grant_type=client_credentials&audience=https://x.example.com', () => basic(id, secret), 'invalid_target', 'audience_not_allowed', null],
     ['unsupported grant', 'grant_type=password', () => basic(id, secret), 'unsupported_grant_type', null, null],
-    ['no credentials', 'grant_type=client_credentials', () => undefined, 'invalid_request', null, null],
+    ['no credentials', 'grant_type=client_credentials', () => undefined, 'invalid_client', 'credentials_missing', null],
+    ['a malformed Basic header', 'grant_type=client_credentials', () => 'Basic %%%', 'invalid_client', 'credentials_malformed', null],
   ])('commits one failure row for %s with the RFC code and the internal reason', async (_label, form, auth, error, reason, clientId) => {
     const res = await token(form, auth());
     expect(res.body.error).toBe(error);
@@ -78,6 +79,19 @@ describe('audit log of the token endpoint', () => {
     expect((await h.auditRows()).map((r) => r.reason)).toEqual(['secret_expired', 'client_disabled', 'auth_method_not_allowed']);
   });
 
+  it('records the scope as requested, not as granted by default', async () => {
+    await token('grant_type=client_credentials', basic(id, secret));
+    expect(await h.auditRows()).toMatchObject([{ requested_scope: null, granted_scope: 'read:data write:logs' }]);
+  });
+
+  it('masks a secret sent as the client_id, and control characters', async () => {
+    await token(`grant_type=client_credentials&client_id=${secret}&client_secret=${id}`);
+    await token(`grant_type=client_credentials&client_id=evil%0A%7B%22forged%22%3A1%7D&client_secret=${secret}`, undefined);
+    const rows = await h.auditRows();
+    expect(rows.map((r) => r.client_id)).toEqual(['tsec_[redacted]', 'evil\uFFFD{"forged":1}']);
+    expect(JSON.stringify(rows) + JSON.stringify(h.logLines)).not.toContain(secret);
+  });
+
   it('writes the same event as one JSON log line', async () => {
     await token('grant_type=client_credentials', basic(id, secret));
     const [row] = await h.auditRows();
@@ -94,6 +108,17 @@ describe('audit log of the token endpoint', () => {
 
     const everything = JSON.stringify(await h.auditRows()) + JSON.stringify(h.logLines);
     for (const value of sensitive) expect(everything).not.toContain(value);
+  });
+
+  it('answers an internal failure with a generic server_error, audited and logged with its cause', async () => {
+    await h.db.updateTable('clients').set({ audience: 'not json' }).where('client_id', '=', id).execute();
+    const res = await token('grant_type=client_credentials', basic(id, secret));
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({ error: 'server_error', error_description: 'the request could not be completed' });
+    expect(await h.auditRows()).toMatchObject([{ outcome: 'failure', error: 'server_error', reason: 'server_error' }]);
+    const logged = h.logLines.find((l) => l.msg === 'token endpoint failed') as { level: number; err: { message: string } } | undefined;
+    expect(logged?.level).toBe(50);
+    expect(logged?.err.message).toMatch(/JSON/);
   });
 
   it('withholds the token and answers server_error when the audit row cannot be committed', async () => {

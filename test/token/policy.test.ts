@@ -28,6 +28,7 @@ describe('policy.decide', () => {
     ['an empty scope parameter means the default', {}, { scope: '' }, { audience: 'https://a.example', scopes: ['read'], ttl: 3600 }],
     ['resource names the audience', {}, { resource: 'https://b.example' }, { audience: 'https://b.example', scopes: ['read'], ttl: 3600 }],
     ['audience names the audience', {}, { audience: 'https://b.example' }, { audience: 'https://b.example', scopes: ['read'], ttl: 3600 }],
+    ['an empty audience is absent', {}, { resource: 'https://b.example', audience: '' }, { audience: 'https://b.example', scopes: ['read'], ttl: 3600 }],
     ['no default scope: nothing granted', { defaultScopes: [] }, {}, { audience: 'https://a.example', scopes: [], ttl: 3600 }],
     ['client lifetime', { accessTokenTtl: 600 }, {}, { audience: 'https://a.example', scopes: ['read'], ttl: 600 }],
     ['lifetime capped by the server maximum', { accessTokenTtl: 86_400 }, {}, { audience: 'https://a.example', scopes: ['read'], ttl: 7200 }],
@@ -43,7 +44,7 @@ describe('policy.decide', () => {
     ['an audience outside the allowed set', {}, { resource: 'https://c.example' }, 'invalid_target', 'audience_not_allowed'],
     ['no audience and no default', { defaultAudience: null }, {}, 'invalid_target', 'audience_missing'],
     ['two resources', {}, { resource: ['https://a.example', 'https://b.example'] }, 'invalid_target', 'audience_repeated'],
-    ['a repeated audience', {}, { audience: ['https://a.example', 'https://a.example'] }, 'invalid_target', 'audience_repeated'],
+    ['a repeated audience parameter', {}, { audience: ['https://a.example', 'https://a.example'] }, 'invalid_request', 'duplicate_parameter'],
     ['resource and audience together', {}, { resource: 'https://a.example', audience: 'https://a.example' }, 'invalid_request', 'audience_conflict'],
   ];
   it.each(denied)('denies %s', (_label, overrides, params, error, reason) => {

@@ -111,6 +111,7 @@ describe('successful issuance (RFC 6749 §4.4.3, RFC 9068)', () => {
 
 describe('client authentication failures (RFC 6749 §5.2 invalid_client)', () => {
   const generic = { error: 'invalid_client', error_description: 'client authentication failed' };
+  const challenge = 'Basic realm="http://localhost:3000", error="invalid_client", error_description="client authentication failed"';
 
   it('answers an unknown client and a wrong secret identically, with one argon2 verify each', async () => {
     const unknown = await token({ grant_type: 'client_credentials' }, basic('no-such-client', secret));
@@ -122,7 +123,7 @@ describe('client authentication failures (RFC 6749 §5.2 invalid_client)', () =>
     for (const res of [unknown, wrong]) {
       expect(res.status).toBe(401);
       expect(res.body).toEqual(generic);
-      expect(res.headers['www-authenticate']).toMatch(/^Basic realm="http:\/\/localhost:3000", error="invalid_client"/);
+      expect(res.headers['www-authenticate']).toBe(challenge);
       expect(res.headers['cache-control']).toBe('no-store');
     }
     expect(unknown.text).toBe(wrong.text);
@@ -164,10 +165,40 @@ describe('client authentication failures (RFC 6749 §5.2 invalid_client)', () =>
     expect((await token({ grant_type: 'client_credentials' }, basic(client.clientId, second))).status).toBe(200);
   });
 
-  it('rejects a request without credentials as invalid_request', async () => {
-    const res = await token({ grant_type: 'client_credentials' });
-    expect(res.status).toBe(400);
-    expect(res.body.error).toBe('invalid_request');
+  it.each([
+    ['no credentials at all', undefined, {}],
+    ['a Basic header without a colon', `Basic ${Buffer.from('just-an-id').toString('base64')}`, {}],
+    ['a Basic header that is not base64', 'Basic %%%', {}],
+    ['a Basic header with an empty secret', `Basic ${Buffer.from('some-id:').toString('base64')}`, {}],
+    ['a Basic header with a non-ASCII id', `Basic ${Buffer.from('clïent:secret').toString('base64')}`, {}],
+    ['a Basic header with a broken percent-escape', `Basic ${Buffer.from('%zz:secret').toString('base64')}`, {}],
+    ['another scheme', 'Bearer abc', {}],
+    ['a client_id with an empty client_secret', undefined, { client_id: 'some-id', client_secret: '' }],
+  ])('answers %s with 401 invalid_client and a challenge (RFC 6749 §5.2)', async (_label, auth, form) => {
+    const res = await token({ grant_type: 'client_credentials', ...form }, auth);
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual(generic);
+    expect(res.headers['www-authenticate']).toBe(challenge);
+  });
+
+  it('answers a client_secret_post failure with the same challenge as a Basic one', async () => {
+    const res = await token({ grant_type: 'client_credentials', client_id: 'no-such-client', client_secret: secret });
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual(generic);
+    expect(res.headers['www-authenticate']).toBe(challenge);
+  });
+
+  it.each(['clïent', 'a\tb', 'x'.repeat(5000)])('treats an unrepresentable client_id %#  like any unknown client', async (clientId) => {
+    const res = await token({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret });
+    expect(res.status).toBe(401);
+    expect(res.body).toEqual(generic);
+    expect(h.hasher).toMatchObject({ verifies: 0, decoys: 1 });
+  });
+
+  it('ignores a DPoP header: Tessera issues Bearer tokens only', async () => {
+    const res = await token({ grant_type: 'client_credentials' }, basic(id, secret)).set('DPoP', 'not-a-proof');
+    expect(res.status).toBe(200);
+    expect(res.body.token_type).toBe('Bearer');
   });
 
   it('rejects credentials sent both ways', async () => {
@@ -186,7 +217,8 @@ describe('request and policy errors (RFC 6749 §5.2, RFC 8707)', () => {
     ['a scope with invalid characters', { grant_type: 'client_credentials', scope: 'read"data' }, 400, 'invalid_scope'],
     ['an audience the client may not use', { grant_type: 'client_credentials', resource: 'https://evil.example.com' }, 400, 'invalid_target'],
     ['an audience that is not an absolute URI', { grant_type: 'client_credentials', resource: 'billing' }, 400, 'invalid_target'],
-    ['two audiences', { grant_type: 'client_credentials', resource: [API, OTHER_API] }, 400, 'invalid_target'],
+    ['two resources', { grant_type: 'client_credentials', resource: [API, OTHER_API] }, 400, 'invalid_target'],
+    ['a duplicated audience parameter', { grant_type: 'client_credentials', audience: [API, API] }, 400, 'invalid_request'],
     ['both resource and audience', { grant_type: 'client_credentials', resource: API, audience: API }, 400, 'invalid_request'],
   ];
 
@@ -222,7 +254,7 @@ describe('request and policy errors (RFC 6749 §5.2, RFC 8707)', () => {
   it('answers JSON even to a client that prefers HTML', async () => {
     const res = await h.request.post('/oauth/token').type('form').set('Accept', 'text/html').send('grant_type=client_credentials');
     expect(res.headers['content-type']).toMatch(/^application\/json/);
-    expect(res.body.error).toBe('invalid_request');
+    expect(res.body.error).toBe('invalid_client');
   });
 });
 

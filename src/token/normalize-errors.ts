@@ -1,0 +1,44 @@
+/**
+ * The engine's error answers, made Tessera's. Every failed client authentication gets the same
+ * answer, RFC 6749 §5.2 `invalid_client` with status 401 and a WWW-Authenticate challenge
+ * (RFC 7235 §3.1), and every internal failure the same generic `server_error`.
+ *
+ * oidc-provider answers some failures before Tessera's secret check runs — no credentials, a
+ * malformed Basic header — with `invalid_request`, and its 401s carry a challenge only when Basic
+ * was used. Wrapped around the engine, this step rewrites those answers and records a reason code.
+ * The engine's descriptions are matched exactly; the tests pin each one, so an engine upgrade that
+ * rewords them fails loudly instead of leaking a different answer.
+ */
+import type { Middleware } from 'koa';
+
+import { tokenState } from './request-state.js';
+
+const ENGINE_AUTH_FAILURES: ReadonlyMap<string, string> = new Map([
+  ['no client authentication mechanism provided', 'credentials_missing'],
+  ['invalid authorization header value format', 'credentials_malformed'],
+  ['client_id and client_secret in the authorization header are not properly encoded', 'credentials_malformed'],
+  ['client_secret must be provided in the Authorization header', 'secret_missing'],
+  // A client_id in the body with an empty client_secret: the engine sees no secret-based method.
+  ['the provided authentication mechanism does not match the registered client authentication method', 'secret_missing'],
+]);
+
+export const INVALID_CLIENT = { error: 'invalid_client', error_description: 'client authentication failed' } as const;
+
+export const SERVER_ERROR = { error: 'server_error', error_description: 'the request could not be completed' } as const;
+
+export function normalizeErrors(issuer: string): Middleware {
+  const challenge = `Basic realm="${issuer}", error="${INVALID_CLIENT.error}", error_description="${INVALID_CLIENT.error_description}"`;
+  return async function normalizeErrors(ctx, next) {
+    await next();
+    const state = tokenState(ctx);
+    const description = state.failure?.description;
+    const reason = description === undefined ? undefined : ENGINE_AUTH_FAILURES.get(description);
+    if (reason !== undefined) {
+      state.failure = { reason, description };
+      ctx.status = 401;
+      ctx.body = { ...INVALID_CLIENT };
+    }
+    if (ctx.status === 401) ctx.set('WWW-Authenticate', challenge);
+    if (ctx.status >= 500) ctx.body = { ...SERVER_ERROR };
+  };
+}

@@ -13,16 +13,13 @@ import type { Config } from './config.js';
 import type { Db } from './db/database.js';
 import { serveJwks } from './discovery/jwks.js';
 import { DISCOVERY_PATHS, JWKS_PATH, TOKEN_PATH, serveMetadata } from './discovery/metadata.js';
-import { noStore, withoutCors } from './http/headers.js';
 import { requestContext } from './http/request-context.js';
 import { routes } from './http/routes.js';
 import type { Keystore } from './keys/keystore.js';
 import type { Logger } from './log.js';
 import { createProvider } from './provider/create-provider.js';
-import { auditTokenRequest } from './token/audit.js';
 import { createAuthenticator } from './token/authenticate-client.js';
-import { normalizeErrors } from './token/normalize-errors.js';
-import { tokenHooks } from './token/index.js';
+import { tokenEndpoint, tokenHooks } from './token/index.js';
 
 export interface AppDeps {
   readonly db: Db;
@@ -48,15 +45,20 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     hooks,
     trustProxy: config.trustProxy,
   });
-  // oidc-provider's own middleware runs inside our context, so the audit step sees its answer before it is sent.
-  const engine = compose(provider.middleware);
+  const token = tokenEndpoint({
+    // oidc-provider's own middleware runs inside our context, so the audit step sees its answer before it is sent.
+    engine: compose(provider.middleware),
+    auditLog: new AuditLog(db, log, clock),
+    log,
+    issuer: config.issuer,
+  });
   const metadata = serveMetadata(config.issuer);
 
   const app = new Koa({ proxy: config.trustProxy });
   app.use(requestContext(log));
   app.use(
     routes({
-      [TOKEN_PATH]: { POST: [noStore, withoutCors, auditTokenRequest(new AuditLog(db, log, clock), log), normalizeErrors(config.issuer), engine] },
+      [TOKEN_PATH]: { POST: token },
       [JWKS_PATH]: { GET: [serveJwks(keystore, config.jwksMaxAge)] },
       ...Object.fromEntries(DISCOVERY_PATHS.map((path) => [path, { GET: [metadata] }])),
     }),

@@ -9,13 +9,19 @@
  *   4. sign                    the engine signs an RS256 `at+jwt` with the active key from keys/
  *   5. audit.ts                the row is committed before the response leaves
  */
+import type { Middleware } from 'koa';
 import { Provider, errors, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
+
+import type { AuditLog } from '../audit/audit-log.js';
+import { noStore, withoutCors } from '../http/headers.js';
 
 import { requestIdOf } from '../http/request-context.js';
 import type { Keystore } from '../keys/keystore.js';
 import type { Logger } from '../log.js';
 import { SIGNING_ALG } from '../keys/keystore.js';
+import { auditTokenRequest } from './audit.js';
 import type { Authenticator } from './authenticate-client.js';
+import { normalizeErrors } from './normalize-errors.js';
 import { parseTokenRequest } from './parse-request.js';
 import { decide, type Grant, type PolicyLimits } from './policy.js';
 import { tokenState } from './request-state.js';
@@ -110,4 +116,17 @@ export function tokenHooks({ authenticate, log, keystore, limits }: TokenHookDep
       log.error({ err, request_id: requestIdOf(ctx) }, 'token endpoint failed');
     },
   };
+}
+
+export interface TokenEndpointDeps {
+  /** oidc-provider's middleware, composed to run inside our koa context. */
+  readonly engine: Middleware;
+  readonly auditLog: AuditLog;
+  readonly log: Logger;
+  readonly issuer: string;
+}
+
+/** POST /oauth/token's middleware, outermost first: each wraps what follows and sees its answer. */
+export function tokenEndpoint({ engine, auditLog, log, issuer }: TokenEndpointDeps): Middleware[] {
+  return [noStore, withoutCors, auditTokenRequest(auditLog, log), normalizeErrors(issuer), engine];
 }

@@ -2,7 +2,7 @@
  * The database handle. SQLite (better-sqlite3) is the embedded default; every query goes through
  * kysely, so business logic never knows which dialect it talks to.
  */
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import SQLite from 'better-sqlite3';
@@ -21,7 +21,12 @@ export type Db = Kysely<Database>;
 
 /** Opens (creating if needed) the SQLite database at `path`. `:memory:` is accepted for tests. */
 export function openDatabase(path: string): Db {
-  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  if (path !== ':memory:') {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    // The file holds secret hashes and the audit log: owner-only from its first byte, whatever the
+    // umask. SQLite gives its -wal and -shm files the same mode.
+    closeSync(openSync(path, 'a', 0o600));
+  }
   const sqlite = new SQLite(path);
   // WAL lets readers run during the audit writer's commits; FULL makes each commit durable, since
   // a token is only released once its audit row is committed; the busy timeout absorbs a CLI

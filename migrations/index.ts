@@ -5,7 +5,9 @@
 import type { Migration } from 'kysely';
 
 import * as initial from './2026-11-23-0001-initial.js';
+import * as introspection from './2026-11-23-0002-introspection-revocation.js';
 
 export const migrations: Readonly<Record<string, Migration>> = {
   '2026-11-23-0001-initial': initial,
+  '2026-11-23-0002-introspection-revocation': introspection,
 };

@@ -1,4 +1,4 @@
-import type { Insertable, Selectable } from 'kysely';
+import type { ColumnType, Insertable, Selectable } from 'kysely';
 
 /**
  * `audit_events`: one row per security-relevant event. Never a secret, a token, a hash or an
@@ -26,6 +26,8 @@ export interface AuditEventTable {
   error: string | null;
   /** Internal reason, never sent to the caller (e.g. secret_mismatch). */
   reason: string | null;
+  /** JSON object of event-specific facts (e.g. whether an introspected token was active). */
+  details: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 export type AuditEventRow = Selectable<AuditEventTable>;

@@ -7,10 +7,10 @@ import { randomBytes } from 'node:crypto';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import type { Logger } from '../log.js';
-import type { AuditEventTable } from './audit-event.table.js';
+import type { NewAuditEventRow } from './audit-event.table.js';
 
 /** What a caller records; the log assigns the id and the time. */
-export type AuditEvent = Omit<AuditEventTable, 'id' | 'occurred_at'>;
+export type AuditEvent = Omit<NewAuditEventRow, 'id' | 'occurred_at'>;
 
 let lastMs = 0;
 let sequence = 0;
@@ -56,7 +56,7 @@ export class AuditLog {
   /** Resolves once the row is committed; rejects if it could not be. */
   async record(event: AuditEvent): Promise<void> {
     const occurredAt = this.clock.now();
-    const row = { id: newEventId(occurredAt), occurred_at: occurredAt, ...event };
+    const row = { id: newEventId(occurredAt), occurred_at: occurredAt, ...event, details: event.details ?? null };
     await this.db.insertInto('audit_events').values(row).execute();
     this.log.info({ audit: row }, event.type);
   }

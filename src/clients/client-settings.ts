@@ -24,6 +24,7 @@ export interface ClientSettingsInput {
   default_scope?: string | undefined;
   audience?: readonly string[] | undefined;
   default_audience?: string | null | undefined;
+  introspection_audiences?: readonly string[] | undefined;
   grant_types?: readonly string[] | undefined;
   token_endpoint_auth_method?: string | undefined;
   access_token_ttl?: number | null | undefined;
@@ -38,6 +39,7 @@ export interface ClientSettings {
   defaultScopes: string[];
   audiences: string[];
   defaultAudience: string | null;
+  introspectionAudiences: string[];
   grantTypes: GrantType[];
   authMethod: AuthMethod;
   accessTokenTtl: number | null;
@@ -82,12 +84,18 @@ export function validateNewClient(input: ClientSettingsInput, limits: SettingLim
   }
 
   const audiences = unique(input.audience ?? []);
-  audiences.forEach((a) => checkAudience(a));
+  audiences.forEach((a) => checkAudience('audience', a));
   let defaultAudience = input.default_audience ?? null;
   if (input.default_audience === undefined && audiences.length === 1) defaultAudience = audiences[0] ?? null;
   if (defaultAudience !== null && !audiences.includes(defaultAudience)) {
     throw new InvalidSettingError('default_audience', 'default_audience must be one of audience');
   }
+
+  const introspectionAudiences = unique(input.introspection_audiences ?? []);
+  if (introspectionAudiences.includes('*') && introspectionAudiences.length > 1) {
+    throw new InvalidSettingError('introspection_audiences', 'introspection_audiences is either ["*"] or a list of audiences');
+  }
+  introspectionAudiences.filter((a) => a !== '*').forEach((a) => checkAudience('introspection_audiences', a));
 
   const grantTypes = unique(input.grant_types ?? GRANT_TYPES);
   for (const g of grantTypes) {
@@ -117,6 +125,7 @@ export function validateNewClient(input: ClientSettingsInput, limits: SettingLim
     defaultScopes,
     audiences,
     defaultAudience,
+    introspectionAudiences,
     grantTypes: grantTypes as GrantType[],
     authMethod: authMethod as AuthMethod,
     accessTokenTtl: ttl,
@@ -135,10 +144,10 @@ function parseScope(field: string, value: string): string[] {
 }
 
 /** RFC 8707 §2: a resource indicator is an absolute URI without a fragment. */
-function checkAudience(value: string): void {
+function checkAudience(field: string, value: string): void {
   const url = URL.parse(value);
   if (!url || value.includes('#') || value.length > 512 || CONTROL.test(value)) {
-    throw new InvalidSettingError('audience', `audience ${JSON.stringify(value)} must be an absolute URI without a fragment (RFC 8707)`);
+    throw new InvalidSettingError(field, `${field} value ${JSON.stringify(value)} must be an absolute URI without a fragment (RFC 8707)`);
   }
 }
 

@@ -2,7 +2,7 @@
 import type { Transaction } from 'kysely';
 
 import type { Database, Db } from '../db/database.js';
-import type { ClientSecretRow, NewClientRow, NewClientSecretRow } from './client.table.js';
+import type { ClientSecretRow, ClientUpdate, NewClientRow, NewClientSecretRow } from './client.table.js';
 import { toClient, type Client } from './client.js';
 
 type Handle = Db | Transaction<Database>;
@@ -66,4 +66,16 @@ export async function validSecretIds(db: Handle, clientId: string, now: number):
     .orderBy('id')
     .execute();
   return rows.map((r) => r.id);
+}
+
+/** Applies an update to one client; resolves to false when there is no such client. */
+export async function updateClient(db: Handle, clientId: string, update: ClientUpdate): Promise<boolean> {
+  const result = await db.updateTable('clients').set(update).where('client_id', '=', clientId).executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}
+
+/** Deletes a client and, by cascade, its secrets; resolves to false when there is no such client. */
+export async function deleteClientRow(db: Handle, clientId: string): Promise<boolean> {
+  const result = await db.deleteFrom('clients').where('client_id', '=', clientId).executeTakeFirst();
+  return result.numDeletedRows > 0n;
 }

@@ -2,9 +2,10 @@
 import { randomUUID } from 'node:crypto';
 
 import { epochSeconds, type Clock } from '../clock.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { Db } from '../db/database.js';
 import { validateNewClient, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
-import { expireSecretsAfter, findClient, insertClient, insertSecret, validSecretIds } from './client.repository.js';
+import { deleteClientRow, expireSecretsAfter, findClient, insertClient, insertSecret, updateClient, validSecretIds } from './client.repository.js';
 import type { Client } from './client.js';
 import { generateSecret, type SecretHasher } from './secret.js';
 
@@ -13,6 +14,9 @@ export interface ClientServiceDeps {
   readonly hasher: SecretHasher;
   readonly clock: Clock;
   readonly limits: SettingLimits;
+  readonly auditLog: AuditLog;
+  /** Who acts, for the audit log: `cli`, or the admin client's id. */
+  readonly actor: string;
 }
 
 export interface CreatedClient {
@@ -36,6 +40,8 @@ export async function createClient(deps: ClientServiceDeps, input: ClientSetting
     defaultScopes: settings.defaultScopes,
     audiences: settings.audiences,
     defaultAudience: settings.defaultAudience,
+    introspectionAudiences: settings.introspectionAudiences,
+    tokensRevokedBefore: null,
     grantTypes: settings.grantTypes,
     authMethod: settings.authMethod,
     accessTokenTtl: settings.accessTokenTtl,
@@ -54,6 +60,8 @@ export async function createClient(deps: ClientServiceDeps, input: ClientSetting
       default_scope: client.defaultScopes.join(' ') || null,
       audience: JSON.stringify(client.audiences),
       default_audience: client.defaultAudience,
+      introspection_audiences: JSON.stringify(client.introspectionAudiences),
+      tokens_revoked_before: null,
       grant_types: JSON.stringify(client.grantTypes),
       token_endpoint_auth_method: client.authMethod,
       access_token_ttl: client.accessTokenTtl,
@@ -64,6 +72,7 @@ export async function createClient(deps: ClientServiceDeps, input: ClientSetting
     { id: secret.id, client_id: clientId, hash: await deps.hasher.hash(secret.value), created_at: now, expires_at: null, last_used_at: null },
   );
 
+  await recordChange(deps, 'client.created', clientId);
   return { client, clientSecret: secret.value };
 }
 
@@ -87,5 +96,52 @@ export async function rotateSecret(deps: ClientServiceDeps, clientId: string, pr
     if (previous !== undefined) await expireSecretsAfter(trx, clientId, now + previousSecretExpiresIn);
     await insertSecret(trx, { id: secret.id, client_id: clientId, hash, created_at: now, expires_at: null, last_used_at: null });
   });
+  await recordChange(deps, 'client.secret_rotated', clientId, { previous_secret_expires_in: previousSecretExpiresIn });
   return secret.value;
+}
+
+/** One audit row for an operator's change to a client. */
+function recordChange(deps: ClientServiceDeps, type: string, clientId: string, details: Record<string, unknown> = {}): Promise<void> {
+  return deps.auditLog.record({
+    type,
+    outcome: 'success',
+    client_id: clientId,
+    remote_addr: null,
+    user_agent: null,
+    request_id: null,
+    requested_scope: null,
+    granted_scope: null,
+    audience: null,
+    jti: null,
+    token_expires_at: null,
+    error: null,
+    reason: null,
+    details: JSON.stringify({ actor: deps.actor, ...details }),
+  });
+}
+
+async function updateOrThrow(deps: ClientServiceDeps, clientId: string, update: Parameters<typeof updateClient>[2]): Promise<void> {
+  if (!(await updateClient(deps.db, clientId, { ...update, updated_at: epochSeconds(deps.clock) }))) {
+    throw new UnknownClientError(`no client ${clientId}`);
+  }
+}
+
+/** A disabled client can neither get tokens nor authenticate, and its outstanding tokens are inactive. */
+export async function setClientEnabled(deps: ClientServiceDeps, clientId: string, enabled: boolean): Promise<void> {
+  await updateOrThrow(deps, clientId, { enabled: enabled ? 1 : 0 });
+  await recordChange(deps, enabled ? 'client.enabled' : 'client.disabled', clientId);
+}
+
+/** Every token of the client issued up to now (same second included) becomes inactive. */
+export async function revokeClientTokens(deps: ClientServiceDeps, clientId: string): Promise<number> {
+  const now = epochSeconds(deps.clock);
+  await updateOrThrow(deps, clientId, { tokens_revoked_before: now });
+  await recordChange(deps, 'client.tokens_revoked', clientId, { revoked_before: now });
+  return now;
+}
+
+/** Deletes the client and its secrets; its outstanding tokens become inactive. */
+export async function deleteClient(deps: ClientServiceDeps, clientId: string): Promise<void> {
+  if (!(await deleteClientRow(deps.db, clientId))) throw new UnknownClientError(`no client ${clientId}`);
+  await recordChange(deps, 'client.deleted', clientId);
 }

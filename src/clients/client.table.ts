@@ -1,4 +1,4 @@
-import type { Insertable, Selectable, Updateable } from 'kysely';
+import type { ColumnType, Insertable, Selectable, Updateable } from 'kysely';
 
 /** `clients`: one row per OAuth client. Lists are JSON arrays in text columns, times epoch seconds. */
 export interface ClientTable {
@@ -17,6 +17,10 @@ export interface ClientTable {
   token_endpoint_auth_method: string;
   /** Access-token lifetime in seconds; null means the server default. */
   access_token_ttl: number | null;
+  /** JSON array of audiences whose tokens this client may introspect and revoke; may be ["*"]. */
+  introspection_audiences: ColumnType<string, string | undefined, string>;
+  /** Tokens of this client issued at or before this time (epoch seconds) are revoked; null: none. */
+  tokens_revoked_before: number | null;
   /** 1 or 0: portable across SQLite and PostgreSQL. */
   enabled: number;
   created_at: number;

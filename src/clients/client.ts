@@ -18,6 +18,10 @@ export interface Client {
   /** Audiences (RFC 8707 resource indicators) the client may request. */
   readonly audiences: readonly string[];
   readonly defaultAudience: string | null;
+  /** Audiences whose tokens this client may introspect and revoke; `*` for all. */
+  readonly introspectionAudiences: readonly string[];
+  /** Its tokens issued at or before this time (epoch seconds) are revoked; null: none. */
+  readonly tokensRevokedBefore: number | null;
   readonly grantTypes: readonly GrantType[];
   readonly authMethod: AuthMethod;
   /** Seconds; null means the server default. */
@@ -39,6 +43,8 @@ export function toClient(row: ClientRow): Client {
     defaultScopes: words(row.default_scope),
     audiences: JSON.parse(row.audience) as string[],
     defaultAudience: row.default_audience,
+    introspectionAudiences: JSON.parse(row.introspection_audiences) as string[],
+    tokensRevokedBefore: row.tokens_revoked_before === null ? null : Number(row.tokens_revoked_before),
     grantTypes: JSON.parse(row.grant_types) as GrantType[],
     authMethod: row.token_endpoint_auth_method as AuthMethod,
     accessTokenTtl: row.access_token_ttl === null ? null : Number(row.access_token_ttl),
@@ -57,6 +63,7 @@ export interface ClientJson {
   default_scope: string;
   audience: string[];
   default_audience: string | null;
+  introspection_audiences: string[];
   grant_types: string[];
   token_endpoint_auth_method: AuthMethod;
   access_token_ttl: number | null;
@@ -74,6 +81,7 @@ export function presentClient(client: Client): ClientJson {
     default_scope: client.defaultScopes.join(' '),
     audience: [...client.audiences],
     default_audience: client.defaultAudience,
+    introspection_audiences: [...client.introspectionAudiences],
     grant_types: [...client.grantTypes],
     token_endpoint_auth_method: client.authMethod,
     access_token_ttl: client.accessTokenTtl,

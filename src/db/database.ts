@@ -10,11 +10,13 @@ import { Kysely, SqliteDialect } from 'kysely';
 
 import type { AuditEventTable } from '../audit/audit-event.table.js';
 import type { ClientSecretTable, ClientTable } from '../clients/client.table.js';
+import type { RevokedTokenTable } from '../introspection/revoked-token.table.js';
 
 export interface Database {
   clients: ClientTable;
   client_secrets: ClientSecretTable;
   audit_events: AuditEventTable;
+  revoked_tokens: RevokedTokenTable;
 }
 
 export type Db = Kysely<Database>;

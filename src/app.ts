@@ -12,9 +12,13 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Db } from './db/database.js';
 import { serveJwks } from './discovery/jwks.js';
-import { DISCOVERY_PATHS, JWKS_PATH, TOKEN_PATH, serveMetadata } from './discovery/metadata.js';
+import { DISCOVERY_PATHS, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH, serveMetadata } from './discovery/metadata.js';
+import { noStore } from './http/headers.js';
 import { requestContext } from './http/request-context.js';
 import { routes } from './http/routes.js';
+import { introspectEndpoint, revokeEndpoint } from './introspection/index.js';
+import { createTokenInspector } from './introspection/inspect-token.js';
+import { createTokenVerifier } from './introspection/verify-token.js';
 import type { Keystore } from './keys/keystore.js';
 import type { Logger } from './log.js';
 import { createProvider } from './provider/create-provider.js';
@@ -32,8 +36,10 @@ export interface AppDeps {
 export function createApp(config: Config, deps: AppDeps): Koa {
   const { db, keystore, hasher, log, clock } = deps;
 
+  const authenticate = createAuthenticator({ db, hasher, clock });
+  const auditLog = new AuditLog(db, log, clock);
   const hooks = tokenHooks({
-    authenticate: createAuthenticator({ db, hasher, clock }),
+    authenticate,
     log,
     keystore,
     limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl },
@@ -48,10 +54,18 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   const token = tokenEndpoint({
     // oidc-provider's own middleware runs inside our context, so the audit step sees its answer before it is sent.
     engine: compose(provider.middleware),
-    auditLog: new AuditLog(db, log, clock),
+    auditLog,
     log,
     issuer: config.issuer,
   });
+  const verify = createTokenVerifier({
+    keystore,
+    issuer: config.issuer,
+    clock,
+    leeway: config.clockLeeway,
+    maxTokenAge: config.accessTokenMaxTtl,
+  });
+  const introspection = { db, authenticate, inspect: createTokenInspector(db, verify), auditLog, clock, issuer: config.issuer };
   const metadata = serveMetadata(config.issuer);
 
   const app = new Koa({ proxy: config.trustProxy });
@@ -59,6 +73,8 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   app.use(
     routes({
       [TOKEN_PATH]: { POST: token },
+      [INTROSPECTION_PATH]: { POST: [noStore, introspectEndpoint(introspection)] },
+      [REVOCATION_PATH]: { POST: [noStore, revokeEndpoint(introspection)] },
       [JWKS_PATH]: { GET: [serveJwks(keystore, config.jwksMaxAge)] },
       ...Object.fromEntries(DISCOVERY_PATHS.map((path) => [path, { GET: [metadata] }])),
     }),

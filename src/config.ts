@@ -25,6 +25,8 @@ export interface Config {
   readonly accessTokenTtl: number;
   /** Upper bound for any client's access-token lifetime, in seconds. */
   readonly accessTokenMaxTtl: number;
+  /** Clock skew tolerated when judging a token's exp and iat at introspection, in seconds. */
+  readonly clockLeeway: number;
   /** Seconds gateways may cache the JWKS (Cache-Control max-age). */
   readonly jwksMaxAge: number;
   readonly argon2: Argon2Params;
@@ -88,6 +90,7 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const jwksMaxAge = int('JWKS_MAX_AGE', 300, 0, 86_400);
+  const clockLeeway = int('CLOCK_LEEWAY', 10, 0, 300);
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
 
   const argon2: Argon2Params = {
@@ -107,6 +110,7 @@ export function loadConfig(env: Env = process.env): Config {
     accessTokenTtl,
     accessTokenMaxTtl,
     jwksMaxAge,
+    clockLeeway,
     argon2: Object.freeze(argon2),
     logLevel,
     trustProxy,

@@ -10,6 +10,7 @@ import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
+import { startRevocationPruner } from './introspection/prune.js';
 import { KeystoreError, loadKeystore } from './keys/keystore.js';
 import { createLogger } from './log.js';
 
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
   const keystore = await loadKeystore({ dir: config.keysDir, clock: systemClock });
   log.info({ kid: keystore.active.kid }, 'signing key loaded');
 
+  const stopPruner = startRevocationPruner(db, systemClock, config.clockLeeway, log);
   const app = createApp(config, { db, keystore, hasher: new SecretHasher(config.argon2), log, clock: systemClock });
   const server: Server = app.listen(config.port, config.host);
   // Slow or idle clients must not hold sockets open indefinitely.
@@ -35,6 +37,7 @@ async function main(): Promise<void> {
   const stop = (signal: NodeJS.Signals) => {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
+    stopPruner();
     server.close(() => {
       void db.destroy().then(() => {
         clearTimeout(force);

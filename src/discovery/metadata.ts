@@ -8,6 +8,8 @@ import type { Middleware } from 'koa';
 import { AUTH_METHODS, GRANT_TYPES } from '../clients/client.js';
 
 export const TOKEN_PATH = '/oauth/token';
+export const INTROSPECTION_PATH = '/oauth/introspect';
+export const REVOCATION_PATH = '/oauth/revoke';
 export const JWKS_PATH = '/.well-known/jwks.json';
 export const DISCOVERY_PATHS = ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration'] as const;
 
@@ -19,6 +21,10 @@ export function authorizationServerMetadata(issuer: string): Record<string, unkn
     grant_types_supported: [...GRANT_TYPES],
     token_endpoint_auth_methods_supported: [...AUTH_METHODS],
     response_types_supported: [],
+    introspection_endpoint: `${issuer}${INTROSPECTION_PATH}`,
+    introspection_endpoint_auth_methods_supported: [...AUTH_METHODS],
+    revocation_endpoint: `${issuer}${REVOCATION_PATH}`,
+    revocation_endpoint_auth_methods_supported: [...AUTH_METHODS],
   };
 }
 

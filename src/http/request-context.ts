@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { Context, Middleware } from 'koa';
 
 import type { Logger } from '../log.js';
+import { SERVER_ERROR } from './oauth-error.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -31,7 +32,7 @@ export function requestContext(log: Logger): Middleware {
       log.error({ err, request_id: requestId }, 'unhandled error');
       ctx.status = 500;
       ctx.set('Cache-Control', 'no-store');
-      ctx.body = { error: 'server_error', error_description: 'the request could not be completed' };
+      ctx.body = { ...SERVER_ERROR };
     }
 
     log.info(

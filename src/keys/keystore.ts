@@ -6,7 +6,7 @@
  * start-up with a message naming it; a replacement is generated only when the directory holds no
  * key at all, so an operator's key is never silently swapped.
  */
-import { generateKeyPair } from 'node:crypto';
+import { createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -47,12 +47,23 @@ export interface SigningKey {
   /** Private JWK with kid, alg and use set; never leaves the process except to the signer. */
   readonly privateJwk: JWK;
   readonly publicJwk: JWK;
+  /** The public key, parsed once, for verifying tokens this key signed. */
+  readonly verificationKey: KeyObject;
 }
 
 const PUBLIC_MEMBERS = ['kty', 'n', 'e'] as const;
 
 export class Keystore {
-  constructor(private readonly keys: readonly SigningKey[]) {}
+  readonly #byKid: ReadonlyMap<string, SigningKey>;
+
+  constructor(private readonly keys: readonly SigningKey[]) {
+    this.#byKid = new Map(keys.map((k) => [k.kid, k]));
+  }
+
+  /** The public key of a kid whose tokens are still accepted, or undefined. */
+  verificationKey(kid: string): KeyObject | undefined {
+    return this.#byKid.get(kid)?.verificationKey;
+  }
 
   /** The one key that signs. */
   get active(): SigningKey {
@@ -157,5 +168,6 @@ function toSigningKey(file: KeyFile): SigningKey {
     createdAt: file.created_at,
     privateJwk: { ...file.private_jwk, ...meta },
     publicJwk: { ...publicJwk, ...meta },
+    verificationKey: createPublicKey({ key: { kty: 'RSA', n: publicJwk.n, e: publicJwk.e }, format: 'jwk' }),
   };
 }

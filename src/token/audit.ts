@@ -9,7 +9,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 import { scrub, type AuditEvent, type AuditLog } from '../audit/audit-log.js';
 import { requestIdOf } from '../http/request-context.js';
 import type { Logger } from '../log.js';
-import { SERVER_ERROR } from './normalize-errors.js';
+import { SERVER_ERROR } from '../http/oauth-error.js';
 import { tokenState } from './request-state.js';
 
 interface TokenResponseBody {

@@ -11,6 +11,7 @@
  */
 import type { Middleware } from 'koa';
 
+import { INVALID_CLIENT, SERVER_ERROR, basicChallenge } from '../http/oauth-error.js';
 import { tokenState } from './request-state.js';
 
 const ENGINE_AUTH_FAILURES: ReadonlyMap<string, string> = new Map([
@@ -22,12 +23,8 @@ const ENGINE_AUTH_FAILURES: ReadonlyMap<string, string> = new Map([
   ['the provided authentication mechanism does not match the registered client authentication method', 'secret_missing'],
 ]);
 
-export const INVALID_CLIENT = { error: 'invalid_client', error_description: 'client authentication failed' } as const;
-
-export const SERVER_ERROR = { error: 'server_error', error_description: 'the request could not be completed' } as const;
-
 export function normalizeErrors(issuer: string): Middleware {
-  const challenge = `Basic realm="${issuer}", error="${INVALID_CLIENT.error}", error_description="${INVALID_CLIENT.error_description}"`;
+  const challenge = basicChallenge(issuer);
   return async function normalizeErrors(ctx, next) {
     await next();
     const state = tokenState(ctx);

@@ -1,0 +1,59 @@
+/**
+ * Who is calling introspection or revocation? The caller authenticates as a client, with
+ * client_secret_basic or client_secret_post (RFC 6749 §2.3.1), and is verified by the same
+ * authenticator as the token endpoint: one argon2id verify, decoys for unknown clients, and the
+ * client's own auth method only.
+ */
+import type { Client } from '../clients/client.js';
+import type { Form } from '../http/read-form.js';
+import { OAuthError } from '../http/oauth-error.js';
+import type { Authenticator, PresentedCredentials } from '../token/authenticate-client.js';
+
+/** RFC 6749 Appendix B: id and secret in the Basic header are form-encoded before base64. */
+function formDecode(value: string): string {
+  return decodeURIComponent(value.replace(/\+/g, ' '));
+}
+
+/** Reads the credentials from the Authorization header or the form; throws OAuthError. */
+export function readClientCredentials(authorization: string, form: Form): PresentedCredentials {
+  const bodyId = form.get('client_id');
+  const bodySecret = form.get('client_secret');
+
+  if (authorization !== '') {
+    if (bodySecret !== undefined) {
+      throw OAuthError.invalidRequest('client authentication must use only one method', 'multiple_auth_methods');
+    }
+    const match = /^Basic ([A-Za-z0-9+/]+={0,2})$/i.exec(authorization);
+    const decoded = match ? Buffer.from(match[1]!, 'base64').toString('utf8') : '';
+    const colon = decoded.indexOf(':');
+    if (colon < 0) throw OAuthError.invalidClient('credentials_malformed');
+    let clientId: string;
+    let secret: string;
+    try {
+      clientId = formDecode(decoded.slice(0, colon));
+      secret = formDecode(decoded.slice(colon + 1));
+    } catch {
+      throw OAuthError.invalidClient('credentials_malformed');
+    }
+    if (clientId === '' || secret === '') throw OAuthError.invalidClient('credentials_malformed');
+    if (bodyId !== undefined && bodyId !== clientId) {
+      throw OAuthError.invalidRequest('client_id in the body does not match the Authorization header', 'client_id_mismatch');
+    }
+    return { clientId, secret, method: 'client_secret_basic' };
+  }
+
+  if (bodyId === undefined || bodyId === '') throw OAuthError.invalidClient('credentials_missing');
+  if (bodySecret === undefined || bodySecret === '') throw OAuthError.invalidClient('secret_missing');
+  return { clientId: bodyId, secret: bodySecret, method: 'client_secret_post' };
+}
+
+export async function authenticateCaller(authenticate: Authenticator, credentials: PresentedCredentials): Promise<Client> {
+  const outcome = await authenticate(credentials);
+  if (!outcome.ok) throw OAuthError.invalidClient(outcome.reason);
+  return outcome.client;
+}
+
+/** RFC 7662 §4: a resource server learns only about tokens for the audiences it serves. */
+export function mayInspect(caller: Client, audience: string): boolean {
+  return caller.introspectionAudiences.includes('*') || caller.introspectionAudiences.includes(audience);
+}

@@ -1,0 +1,121 @@
+/**
+ * POST /oauth/introspect (RFC 7662) and POST /oauth/revoke (RFC 7009), served by Tessera itself:
+ * oidc-provider refuses to introspect or revoke JWT access tokens. Each call goes:
+ *   1. http/read-form.ts          strict form body
+ *   2. authenticate-caller.ts     the caller is a client, verified as at the token endpoint
+ *   3. inspect-token.ts           verify-token.ts (jose, our keys) + revocation and client standing
+ *   4. the answer                 introspect: active claims or {"active": false}; revoke: 200, empty
+ *   5. audit                      one row per call, committed before the answer leaves
+ */
+import type { Context, Middleware } from 'koa';
+
+import { scrub, type AuditEvent, type AuditLog } from '../audit/audit-log.js';
+import { epochSeconds, type Clock } from '../clock.js';
+import type { Client } from '../clients/client.js';
+import type { Db } from '../db/database.js';
+import { OAuthError, writeOAuthError } from '../http/oauth-error.js';
+import { readForm, type Form } from '../http/read-form.js';
+import { requestIdOf } from '../http/request-context.js';
+import type { Authenticator } from '../token/authenticate-client.js';
+import { authenticateCaller, mayInspect, readClientCredentials } from './authenticate-caller.js';
+import type { TokenInspector } from './inspect-token.js';
+import { insertRevokedToken } from './revocation.repository.js';
+
+export interface IntrospectionDeps {
+  readonly db: Db;
+  readonly authenticate: Authenticator;
+  readonly inspect: TokenInspector;
+  readonly auditLog: AuditLog;
+  readonly clock: Clock;
+  readonly issuer: string;
+}
+
+/** What a handled call reports: the answer's body and the event-specific audit fields. */
+interface Handled {
+  readonly body: unknown;
+  readonly audit: Pick<AuditEvent, 'jti' | 'audience' | 'reason' | 'token_expires_at'> & { details: Record<string, unknown> };
+}
+
+type Handler = (caller: Client, form: Form) => Promise<Handled>;
+
+function requiredToken(form: Form): string {
+  const token = form.get('token');
+  if (token === undefined || token === '') throw OAuthError.invalidRequest('the token parameter is required', 'token_missing');
+  return token;
+}
+
+/** Form, caller authentication, one audit row per call, and RFC 6749 §5.2 errors around a handler. */
+function callerEndpoint(type: string, deps: IntrospectionDeps, handle: Handler): Middleware {
+  return async function callerEndpoint(ctx: Context) {
+    const event: AuditEvent = {
+      type,
+      outcome: 'failure',
+      client_id: null,
+      remote_addr: scrub(ctx.ip, 64),
+      user_agent: scrub(ctx.get('user-agent')),
+      request_id: requestIdOf(ctx),
+      requested_scope: null,
+      granted_scope: null,
+      audience: null,
+      jti: null,
+      token_expires_at: null,
+      error: null,
+      reason: null,
+    };
+    try {
+      const form = await readForm(ctx);
+      const credentials = readClientCredentials(ctx.get('authorization'), form);
+      event.client_id = scrub(credentials.clientId);
+      const caller = await authenticateCaller(deps.authenticate, credentials);
+      const { body, audit } = await handle(caller, form);
+      Object.assign(event, { outcome: 'success', ...audit, details: JSON.stringify(audit.details) });
+      ctx.status = 200;
+      ctx.body = body;
+    } catch (err) {
+      if (!(err instanceof OAuthError)) throw err;
+      Object.assign(event, { error: err.error, reason: err.reason });
+      writeOAuthError(ctx, err, deps.issuer);
+    }
+    // Committed before the answer leaves; if it cannot be, the caller gets server_error instead.
+    await deps.auditLog.record(event);
+  };
+}
+
+/** RFC 7662: `{"active": true, …claims}` only for an active token the caller may know about. */
+export function introspectEndpoint(deps: IntrospectionDeps): Middleware {
+  return callerEndpoint('token.introspected', deps, async (caller, form) => {
+    const inspection = await deps.inspect(requiredToken(form));
+    const claims = inspection.claims;
+    const permitted = claims !== undefined && mayInspect(caller, claims.aud);
+    const active = inspection.active && permitted;
+    const reason = !inspection.active ? inspection.reason : permitted ? null : 'not_permitted';
+    return {
+      body: active ? { active: true, ...claims, token_type: 'Bearer' } : { active: false },
+      // Facts about a token the caller may not see stay out of its own audit row too, except the reason.
+      audit: { jti: permitted ? claims.jti : null, audience: permitted ? claims.aud : null, token_expires_at: null, reason, details: { active } },
+    };
+  });
+}
+
+/**
+ * RFC 7009: the client the token was issued to, or one with introspection rights over its
+ * audience, may revoke it. Unknown, invalid, expired or already revoked tokens get the same 200.
+ */
+export function revokeEndpoint(deps: IntrospectionDeps): Middleware {
+  return callerEndpoint('token.revoked', deps, async (caller, form) => {
+    const inspection = await deps.inspect(requiredToken(form));
+    const { claims } = inspection;
+    if (!claims) {
+      return { body: '', audit: { jti: null, audience: null, token_expires_at: null, reason: inspection.active ? null : inspection.reason, details: { revoked: false } } };
+    }
+    if (caller.clientId !== claims.client_id && !mayInspect(caller, claims.aud)) {
+      throw new OAuthError(400, 'unauthorized_client', 'the client may not revoke this token', 'not_permitted');
+    }
+    const revoked = inspection.active;
+    if (revoked) await insertRevokedToken(deps.db, { jti: claims.jti, clientId: claims.client_id, expiresAt: claims.exp }, epochSeconds(deps.clock));
+    return {
+      body: '',
+      audit: { jti: claims.jti, audience: claims.aud, token_expires_at: claims.exp, reason: revoked ? null : inspection.reason, details: { revoked } },
+    };
+  });
+}

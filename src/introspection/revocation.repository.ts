@@ -1,0 +1,45 @@
+/** The revocation list and the client facts that decide whether a verified token is still active. */
+import type { Db } from '../db/database.js';
+
+export interface TokenStanding {
+  readonly enabled: boolean;
+  /** Epoch seconds: a token issued before its client existed belongs to a deleted namesake. */
+  readonly clientCreatedAt: number;
+  readonly tokensRevokedBefore: number | null;
+  readonly revoked: boolean;
+}
+
+/**
+ * One indexed query: the token's client (by primary key) joined with the revocation list (by jti).
+ * Undefined when the client no longer exists.
+ */
+export async function findTokenStanding(db: Db, clientId: string, jti: string): Promise<TokenStanding | undefined> {
+  const row = await db
+    .selectFrom('clients as c')
+    .leftJoin('revoked_tokens as r', (join) => join.on('r.jti', '=', jti).onRef('r.client_id', '=', 'c.client_id'))
+    .select(['c.enabled', 'c.created_at', 'c.tokens_revoked_before', 'r.jti as revoked_jti'])
+    .where('c.client_id', '=', clientId)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  return {
+    enabled: Number(row.enabled) === 1,
+    clientCreatedAt: Number(row.created_at),
+    tokensRevokedBefore: row.tokens_revoked_before === null ? null : Number(row.tokens_revoked_before),
+    revoked: row.revoked_jti !== null,
+  };
+}
+
+/** Adds a token to the revocation list; revoking it again changes nothing. */
+export async function insertRevokedToken(db: Db, token: { jti: string; clientId: string; expiresAt: number }, now: number): Promise<void> {
+  await db
+    .insertInto('revoked_tokens')
+    .values({ jti: token.jti, client_id: token.clientId, expires_at: token.expiresAt, revoked_at: now })
+    .onConflict((oc) => oc.column('jti').doNothing())
+    .execute();
+}
+
+/** Drops entries whose token has expired anyway (with the leeway it is judged by); returns how many. */
+export async function pruneRevokedTokens(db: Db, now: number, leeway: number): Promise<number> {
+  const result = await db.deleteFrom('revoked_tokens').where('expires_at', '<', now - leeway).executeTakeFirst();
+  return Number(result.numDeletedRows);
+}

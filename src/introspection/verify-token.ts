@@ -1,0 +1,89 @@
+/**
+ * Is this string an access token Tessera issued and still accepts? jose does the checks, in its
+ * order: decode, header (RS256, typ at+jwt), key by kid from our keystore, signature, claims
+ * (iss, exp and iat with a small leeway). Any failure is a reason code, never an exception: callers
+ * answer `{"active": false}` or ignore the token, and never a 5xx.
+ */
+import { errors as joseErrors, jwtVerify, type JWTHeaderParameters } from 'jose';
+
+import { epochSeconds, type Clock } from '../clock.js';
+import type { Keystore } from '../keys/keystore.js';
+import { SIGNING_ALG } from '../keys/keystore.js';
+
+/** RFC 9068 §2.2 claims, as Tessera issues them. */
+export interface AccessTokenClaims {
+  readonly iss: string;
+  readonly sub: string;
+  readonly client_id: string;
+  readonly aud: string;
+  readonly iat: number;
+  readonly exp: number;
+  readonly jti: string;
+  readonly scope?: string;
+}
+
+export type Verification = { readonly ok: true; readonly claims: AccessTokenClaims } | { readonly ok: false; readonly reason: string };
+
+export interface VerifierOptions {
+  readonly keystore: Keystore;
+  readonly issuer: string;
+  readonly clock: Clock;
+  /** Seconds of clock skew tolerated on exp and iat. */
+  readonly leeway: number;
+  /** No token of ours lives longer than ACCESS_TOKEN_MAX_TTL; older iat values are not ours. */
+  readonly maxTokenAge: number;
+}
+
+// Ours are about 900 characters; anything far larger is not worth parsing.
+const MAX_TOKEN_LENGTH = 8 * 1024;
+
+class UnknownKid extends Error {}
+
+const JOSE_REASONS: Readonly<Record<string, string>> = {
+  [joseErrors.JWTExpired.code]: 'expired',
+  [joseErrors.JWSSignatureVerificationFailed.code]: 'bad_signature',
+  [joseErrors.JOSEAlgNotAllowed.code]: 'wrong_alg',
+  [joseErrors.JWTClaimValidationFailed.code]: 'invalid_claims',
+};
+
+export function createTokenVerifier({ keystore, issuer, clock, leeway, maxTokenAge }: VerifierOptions) {
+  const key = (header: JWTHeaderParameters) => {
+    const found = typeof header.kid === 'string' ? keystore.verificationKey(header.kid) : undefined;
+    if (!found) throw new UnknownKid();
+    return found;
+  };
+
+  return async function verifyAccessToken(token: string): Promise<Verification> {
+    if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'too_long' };
+    try {
+      const { payload } = await jwtVerify(token, key, {
+        algorithms: [SIGNING_ALG],
+        typ: 'at+jwt',
+        issuer,
+        clockTolerance: leeway,
+        maxTokenAge,
+        currentDate: new Date(epochSeconds(clock) * 1000),
+        requiredClaims: ['sub', 'client_id', 'aud', 'iat', 'exp', 'jti'],
+      });
+      const { sub, client_id, aud, iat, exp, jti, scope } = payload as Record<string, unknown>;
+      if (
+        typeof sub !== 'string' ||
+        typeof client_id !== 'string' ||
+        typeof aud !== 'string' ||
+        typeof jti !== 'string' ||
+        typeof iat !== 'number' ||
+        typeof exp !== 'number' ||
+        (scope !== undefined && typeof scope !== 'string')
+      ) {
+        return { ok: false, reason: 'invalid_claims' };
+      }
+      return { ok: true, claims: { iss: issuer, sub, client_id, aud, iat, exp, jti, ...(scope === undefined ? {} : { scope }) } };
+    } catch (err) {
+      if (err instanceof UnknownKid) return { ok: false, reason: 'unknown_kid' };
+      const code = (err as { code?: string }).code;
+      return { ok: false, reason: (code && JOSE_REASONS[code]) ?? 'malformed' };
+    }
+  };
+}
+
+export type TokenVerifier = ReturnType<typeof createTokenVerifier>;

@@ -39,6 +39,7 @@ describe('tessera clients create --json', () => {
       default_scope: 'read:data write:logs',
       audience: ['https://api.example.com'],
       default_audience: 'https://api.example.com',
+      introspection_audiences: [],
       grant_types: ['client_credentials'],
       token_endpoint_auth_method: 'client_secret_basic',
       access_token_ttl: null,
@@ -111,9 +112,47 @@ describe('tessera clients create --json', () => {
   });
 });
 
+describe('tessera clients disable, enable, delete, revoke-tokens', () => {
+  const created = async (...extra: string[]) =>
+    (JSON.parse((await cli('clients', 'create', '--name', 'x', ...extra, '--json')).stdout) as { client_id: string; introspection_audiences: string[] });
+
+  it('takes introspection rights with --introspect', async () => {
+    expect((await created('--introspect', 'https://api.example.com', '--introspect', 'https://b.example')).introspection_audiences).toEqual([
+      'https://api.example.com',
+      'https://b.example',
+    ]);
+    expect((await created('--introspect', '*')).introspection_audiences).toEqual(['*']);
+  });
+
+  it('changes the client and writes one audit row per change, naming the CLI as actor', async () => {
+    const { client_id } = await created();
+    expect(JSON.parse((await cli('clients', 'disable', client_id, '--json')).stdout)).toEqual({ client_id, enabled: false });
+    expect(JSON.parse((await cli('clients', 'get', client_id, '--json')).stdout)).toMatchObject({ enabled: false });
+    expect(JSON.parse((await cli('clients', 'enable', client_id, '--json')).stdout)).toEqual({ client_id, enabled: true });
+    const revoked = JSON.parse((await cli('clients', 'revoke-tokens', client_id, '--json')).stdout) as Record<string, string>;
+    expect(revoked).toEqual({ client_id, tokens_revoked_before: expect.stringMatching(/^\d{4}-/) });
+    expect(JSON.parse((await cli('clients', 'delete', client_id, '--json')).stdout)).toEqual({ client_id, deleted: true });
+    expect((await cli('clients', 'get', client_id)).code).toBe(1);
+
+    const db = openDatabase(env.DATABASE_URL!);
+    const rows = await db.selectFrom('audit_events').select(['type', 'client_id', 'details']).orderBy('id').execute();
+    await db.destroy();
+    expect(rows.map((r) => r.type)).toEqual(['client.created', 'client.disabled', 'client.enabled', 'client.tokens_revoked', 'client.deleted']);
+    expect(rows.every((r) => r.client_id === client_id && JSON.parse(r.details!).actor === 'cli')).toBe(true);
+  });
+
+  it.each(['disable', 'enable', 'delete', 'revoke-tokens'])('%s refuses an unknown client', async (command) => {
+    const res = await cli('clients', command, 'nobody');
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('no client nobody');
+  });
+});
+
 describe('tessera migrate and rotate-secret', () => {
   it('applies migrations once', async () => {
-    expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: ['2026-11-23-0001-initial'] });
+    expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({
+      applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation'],
+    });
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [] });
   });
 

@@ -136,6 +136,55 @@ describe('gateways verify offline against the JWKS found through discovery', () 
   });
 });
 
+describe('openid-client as a resource server: introspect, revoke, introspect', () => {
+  it('sees the token active, revokes it, and sees it inactive, across a restart', async () => {
+    const { stdout } = await tessera(env, 'clients', 'create', '--name', 'billing-api', '--introspect', API, '--json');
+    const rs = JSON.parse(stdout) as { client_id: string; client_secret: string };
+    const asResourceServer = await oauth.discovery(new URL(issuer), rs.client_id, undefined, oauth.ClientSecretBasic(rs.client_secret), {
+      algorithm: 'oauth2',
+      execute: [oauth.allowInsecureRequests],
+    });
+    const asWorkload = await oauth.discovery(new URL(issuer), clientId, undefined, oauth.ClientSecretBasic(clientSecret), {
+      algorithm: 'oauth2',
+      execute: [oauth.allowInsecureRequests],
+    });
+    const { access_token } = await oauth.clientCredentialsGrant(asWorkload, { scope: 'read:data' });
+
+    expect(await oauth.tokenIntrospection(asResourceServer, access_token)).toMatchObject({
+      active: true,
+      client_id: clientId,
+      aud: API,
+      scope: 'read:data',
+      token_type: 'Bearer',
+    });
+    await oauth.tokenRevocation(asWorkload, access_token);
+    expect(await oauth.tokenIntrospection(asResourceServer, access_token)).toEqual({ active: false });
+
+    server.process.kill('SIGTERM');
+    await server.exited;
+    server = await startServer(env);
+    expect(await oauth.tokenIntrospection(asResourceServer, access_token)).toEqual({ active: false });
+  });
+
+  it('a token of a client revoked wholesale from the CLI is inactive at once', async () => {
+    const { stdout } = await tessera(env, 'clients', 'create', '--name', 'gateway', '--introspect', '*', '--auth-method', 'client_secret_post', '--json');
+    const rs = JSON.parse(stdout) as { client_id: string; client_secret: string };
+    const asResourceServer = await oauth.discovery(new URL(issuer), rs.client_id, undefined, oauth.ClientSecretPost(rs.client_secret), {
+      algorithm: 'oauth2',
+      execute: [oauth.allowInsecureRequests],
+    });
+    const created = JSON.parse((await tessera(env, 'clients', 'create', '--name', 'doomed', '--audience', API, '--json')).stdout) as { client_id: string; client_secret: string };
+    const asDoomed = await oauth.discovery(new URL(issuer), created.client_id, undefined, oauth.ClientSecretBasic(created.client_secret), {
+      algorithm: 'oauth2',
+      execute: [oauth.allowInsecureRequests],
+    });
+    const { access_token } = await oauth.clientCredentialsGrant(asDoomed, {});
+    expect((await oauth.tokenIntrospection(asResourceServer, access_token)).active).toBe(true);
+    await tessera(env, 'clients', 'revoke-tokens', created.client_id);
+    expect((await oauth.tokenIntrospection(asResourceServer, access_token)).active).toBe(false);
+  });
+});
+
 describe('restart and shutdown', () => {
   it('keeps its signing key across a restart, then stops cleanly on SIGTERM', async () => {
     const before = (await (await fetch(`${issuer}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };

@@ -7,10 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 
+import { randomUUID, type KeyObject } from 'node:crypto';
+
+import { SignJWT, importJWK, type CryptoKey } from 'jose';
 import type Koa from 'koa';
 import supertest from 'supertest';
 
 import { createApp } from '../../src/app.js';
+import { AuditLog } from '../../src/audit/audit-log.js';
 import type { AuditEventRow } from '../../src/audit/audit-event.table.js';
 import type { ClientSettingsInput } from '../../src/clients/client-settings.js';
 import { createClient, rotateSecret, type ClientServiceDeps } from '../../src/clients/client.service.js';
@@ -49,6 +53,23 @@ export class TestClock implements Clock {
   advance(seconds: number): void {
     this.ms += seconds * 1000;
   }
+  /** Back to wall-clock time, which oidc-provider uses for iat and exp. */
+  sync(): void {
+    this.ms = Date.now();
+  }
+}
+
+/** Signs an access token with the server's active key (or another), for exact iat/exp/iss cases. */
+export async function mint(
+  h: Harness,
+  claims: Record<string, unknown>,
+  options: { header?: Record<string, unknown>; key?: CryptoKey | KeyObject | Uint8Array; alg?: string } = {},
+): Promise<string> {
+  const now = Math.floor(h.clock.now() / 1000);
+  const key = options.key ?? (await importJWK(h.keystore.active.privateJwk, 'RS256'));
+  return new SignJWT({ iss: ISSUER, iat: now, exp: now + 600, jti: randomUUID(), ...claims })
+    .setProtectedHeader({ alg: options.alg ?? 'RS256', typ: 'at+jwt', kid: h.keystore.active.kid, ...options.header })
+    .sign(key);
 }
 
 export interface Harness {
@@ -62,9 +83,12 @@ export interface Harness {
   /** Every log line written so far, parsed. */
   readonly logLines: Record<string, unknown>[];
   readonly dir: string;
+  /** The same client operations the CLI uses (disable, delete, revoke-tokens, …). */
+  readonly service: ClientServiceDeps;
   createClient(input: ClientSettingsInput): Promise<{ client: Client; secret: string }>;
   rotateSecret(clientId: string, previousSecretExpiresIn: number): Promise<string>;
-  auditRows(): Promise<AuditEventRow[]>;
+  /** Audit rows in order, optionally only those whose type starts with `typePrefix`. */
+  auditRows(typePrefix?: string): Promise<AuditEventRow[]>;
   close(): Promise<void>;
 }
 
@@ -87,7 +111,14 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const keystore = await loadKeystore({ dir: config.keysDir, clock });
   const hasher = new CountingHasher(config.argon2);
   const app = createApp(config, { db, keystore, hasher, log, clock });
-  const deps: ClientServiceDeps = { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl } };
+  const deps: ClientServiceDeps = {
+    db,
+    hasher,
+    clock,
+    limits: { maxAccessTokenTtl: config.accessTokenMaxTtl },
+    auditLog: new AuditLog(db, log, clock),
+    actor: 'test',
+  };
 
   return {
     config,
@@ -99,12 +130,14 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     clock,
     logLines,
     dir,
+    service: deps,
     async createClient(input) {
       const { client, clientSecret } = await createClient(deps, input);
       return { client, secret: clientSecret };
     },
     rotateSecret: (clientId, previousSecretExpiresIn) => rotateSecret(deps, clientId, previousSecretExpiresIn),
-    auditRows: () => db.selectFrom('audit_events').selectAll().orderBy('id').execute(),
+    auditRows: (typePrefix = '') =>
+      db.selectFrom('audit_events').selectAll().where('type', 'like', `${typePrefix}%`).orderBy('id').execute(),
     async close() {
       await db.destroy();
       rmSync(dir, { recursive: true, force: true });

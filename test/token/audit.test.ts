@@ -28,7 +28,7 @@ describe('audit log of the token endpoint', () => {
     expect(res.status).toBe(200);
     const payload = decodeJwt(res.body.access_token as string);
 
-    const rows = await h.auditRows();
+    const rows = await h.auditRows('token.');
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({
       type: 'token.issued',
@@ -58,7 +58,7 @@ describe('audit log of the token endpoint', () => {
   ])('commits one failure row for %s with the RFC code and the internal reason', async (_label, form, auth, error, reason, clientId) => {
     const res = await token(form, auth());
     expect(res.body.error).toBe(error);
-    const rows = await h.auditRows();
+    const rows = await h.auditRows('token.');
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ type: 'token.failed', outcome: 'failure', error, jti: null, granted_scope: null, request_id: 'req-123' });
     if (reason) expect(rows[0]!.reason).toBe(reason);
@@ -76,25 +76,25 @@ describe('audit log of the token endpoint', () => {
 
     await token(`grant_type=client_credentials&client_id=${id}&client_secret=${secret}`);
 
-    expect((await h.auditRows()).map((r) => r.reason)).toEqual(['secret_expired', 'client_disabled', 'auth_method_not_allowed']);
+    expect((await h.auditRows('token.')).map((r) => r.reason)).toEqual(['secret_expired', 'client_disabled', 'auth_method_not_allowed']);
   });
 
   it('records the scope as requested, not as granted by default', async () => {
     await token('grant_type=client_credentials', basic(id, secret));
-    expect(await h.auditRows()).toMatchObject([{ requested_scope: null, granted_scope: 'read:data write:logs' }]);
+    expect(await h.auditRows('token.')).toMatchObject([{ requested_scope: null, granted_scope: 'read:data write:logs' }]);
   });
 
   it('masks a secret sent as the client_id, and control characters', async () => {
     await token(`grant_type=client_credentials&client_id=${secret}&client_secret=${id}`);
     await token(`grant_type=client_credentials&client_id=evil%0A%7B%22forged%22%3A1%7D&client_secret=${secret}`, undefined);
-    const rows = await h.auditRows();
+    const rows = await h.auditRows('token.');
     expect(rows.map((r) => r.client_id)).toEqual(['tsec_[redacted]', 'evil\uFFFD{"forged":1}']);
     expect(JSON.stringify(rows) + JSON.stringify(h.logLines)).not.toContain(secret);
   });
 
   it('writes the same event as one JSON log line', async () => {
     await token('grant_type=client_credentials', basic(id, secret));
-    const [row] = await h.auditRows();
+    const [row] = await h.auditRows('token.');
     const line = h.logLines.find((l) => l.msg === 'token.issued');
     expect(line?.audit).toEqual(row);
   });
@@ -115,7 +115,7 @@ describe('audit log of the token endpoint', () => {
     const res = await token('grant_type=client_credentials', basic(id, secret));
     expect(res.status).toBe(500);
     expect(res.body).toEqual({ error: 'server_error', error_description: 'the request could not be completed' });
-    expect(await h.auditRows()).toMatchObject([{ outcome: 'failure', error: 'server_error', reason: 'server_error' }]);
+    expect(await h.auditRows('token.')).toMatchObject([{ outcome: 'failure', error: 'server_error', reason: 'server_error' }]);
     const logged = h.logLines.find((l) => l.msg === 'token endpoint failed') as { level: number; err: { message: string } } | undefined;
     expect(logged?.level).toBe(50);
     expect(logged?.err.message).toMatch(/JSON/);

@@ -12,6 +12,8 @@ const client: Client = {
   defaultScopes: ['read'],
   audiences: ['https://a.example', 'https://b.example'],
   defaultAudience: 'https://a.example',
+  introspectionAudiences: [],
+  tokensRevokedBefore: null,
   grantTypes: ['client_credentials'],
   authMethod: 'client_secret_basic',
   accessTokenTtl: null,

@@ -8,6 +8,7 @@ import compose from 'koa-compose';
 import { AuditLog } from './audit/audit-log.js';
 import { findClient } from './clients/client.repository.js';
 import type { SecretHasher } from './clients/secret.js';
+import { VerifiedCredentialCache } from './clients/verified-credentials.js';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Db } from './db/database.js';
@@ -36,7 +37,8 @@ export interface AppDeps {
 export function createApp(config: Config, deps: AppDeps): Koa {
   const { db, keystore, hasher, log, clock } = deps;
 
-  const authenticate = createAuthenticator({ db, hasher, clock });
+  const verified = new VerifiedCredentialCache({ ttlMs: config.credentialCacheTtl * 1000, maxEntries: config.credentialCacheSize, clock });
+  const authenticate = createAuthenticator({ db, hasher, verified, clock });
   const auditLog = new AuditLog(db, log, clock);
   const hooks = tokenHooks({
     authenticate,

@@ -30,6 +30,10 @@ export interface Config {
   /** Seconds gateways may cache the JWKS (Cache-Control max-age). */
   readonly jwksMaxAge: number;
   readonly argon2: Argon2Params;
+  /** Seconds a verified client secret skips argon2 (0: never). */
+  readonly credentialCacheTtl: number;
+  /** Most verified secrets remembered at once. */
+  readonly credentialCacheSize: number;
   readonly logLevel: LogLevel;
   /** Trust X-Forwarded-* headers (only behind a reverse proxy that sets them). */
   readonly trustProxy: boolean;
@@ -91,6 +95,8 @@ export function loadConfig(env: Env = process.env): Config {
 
   const jwksMaxAge = int('JWKS_MAX_AGE', 300, 0, 86_400);
   const clockLeeway = int('CLOCK_LEEWAY', 10, 0, 300);
+  const credentialCacheTtl = int('CREDENTIAL_CACHE_TTL', 300, 0, 86_400);
+  const credentialCacheSize = int('CREDENTIAL_CACHE_SIZE', 10_000, 1, 10_000_000);
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
 
   const argon2: Argon2Params = {
@@ -112,6 +118,8 @@ export function loadConfig(env: Env = process.env): Config {
     jwksMaxAge,
     clockLeeway,
     argon2: Object.freeze(argon2),
+    credentialCacheTtl,
+    credentialCacheSize,
     logLevel,
     trustProxy,
   });

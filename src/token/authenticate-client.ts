@@ -1,13 +1,16 @@
 /**
  * Step 2 of a token request: is this the client it claims to be? (RFC 6749 §2.3.1)
  *
- * Every attempt costs exactly one argon2id verify: against the stored hash the presented secret
- * names, or against a decoy when the client, the secret id or the secret's format is unknown. The
- * caller sees one generic `invalid_client` whatever went wrong; the reason goes to the audit log.
+ * Every failed attempt costs exactly one argon2id verify: against the stored hash the presented
+ * secret names, or against a decoy when the client, the secret id or the secret's format is
+ * unknown. A secret verified recently skips argon2 (verified-credentials.ts); the client and
+ * secret rows are read fresh every time, so a change to either applies at once. The caller sees
+ * one generic `invalid_client` whatever went wrong; the reason goes to the audit log.
  */
 import type { AuthMethod, Client } from '../clients/client.js';
 import { findClient, findSecret } from '../clients/client.repository.js';
 import { secretIdOf, type SecretHasher } from '../clients/secret.js';
+import type { VerifiedCredentialCache } from '../clients/verified-credentials.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 
@@ -30,12 +33,13 @@ export interface PresentedCredentials {
 export interface AuthenticatorDeps {
   readonly db: Db;
   readonly hasher: SecretHasher;
+  readonly verified: VerifiedCredentialCache;
   readonly clock: Clock;
 }
 
 export type Authenticator = (presented: PresentedCredentials) => Promise<AuthOutcome>;
 
-export function createAuthenticator({ db, hasher, clock }: AuthenticatorDeps): Authenticator {
+export function createAuthenticator({ db, hasher, verified, clock }: AuthenticatorDeps): Authenticator {
   return async function authenticateClient({ clientId, secret, method }) {
     const client = await findClient(db, clientId);
     const secretId = secretIdOf(secret);
@@ -45,7 +49,10 @@ export function createAuthenticator({ db, hasher, clock }: AuthenticatorDeps): A
       await hasher.verifyDecoy(secret);
       return { ok: false, reason: client ? 'secret_mismatch' : 'unknown_client' };
     }
-    if (!(await hasher.verify(stored.hash, secret))) return { ok: false, reason: 'secret_mismatch' };
+    if (!verified.has(stored.id, stored.hash, secret)) {
+      if (!(await hasher.verify(stored.hash, secret))) return { ok: false, reason: 'secret_mismatch' };
+      verified.remember(stored.id, stored.hash, secret);
+    }
 
     // Only a caller who proved knowledge of the secret gets here, so these reasons reveal nothing.
     if (stored.expires_at !== null && Number(stored.expires_at) <= epochSeconds(clock)) return { ok: false, reason: 'secret_expired' };

@@ -223,6 +223,14 @@ describe('POST /oauth/introspect (RFC 7662)', () => {
       expect(res.headers['cache-control']).toBe('no-store');
     });
 
+    it('costs a caller whose credentials were verified before no argon2 work', async () => {
+      const token = await issue();
+      await introspect(token);
+      h.hasher.reset();
+      expect((await introspect(token)).body.active).toBe(true);
+      expect(h.hasher).toMatchObject({ verifies: 0, decoys: 0 });
+    });
+
     it('pays one argon2 verify for an unknown caller, as for a wrong secret', async () => {
       h.hasher.reset();
       await h.request.post('/oauth/introspect').type('form').set('Authorization', basic('ghost', rs.secret)).send('token=abc');

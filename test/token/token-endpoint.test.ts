@@ -1,6 +1,7 @@
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
+import { setClientEnabled } from '../../src/clients/client.service.js';
 import { ISSUER, basic, startHarness, type Harness } from '../support/harness.js';
 
 const API = 'https://api.example.com';
@@ -205,6 +206,31 @@ describe('client authentication failures (RFC 6749 §5.2 invalid_client)', () =>
     const res = await token({ grant_type: 'client_credentials', client_id: id, client_secret: secret }, basic(id, secret));
     expect(res.status).toBe(400);
     expect(res.body.error).toBe('invalid_request');
+  });
+});
+
+describe('verified-credential cache', () => {
+  const tokenFor = (clientId: string, s: string) => token({ grant_type: 'client_credentials' }, basic(clientId, s));
+
+  it('skips argon2 for a secret verified before, but never for a wrong one', async () => {
+    const { client, secret: s } = await h.createClient({ client_name: 'cached', audience: [API] });
+    await tokenFor(client.clientId, s);
+    h.hasher.reset();
+    expect((await tokenFor(client.clientId, s)).status).toBe(200);
+    expect(h.hasher).toMatchObject({ verifies: 0, decoys: 0 });
+    expect((await tokenFor(client.clientId, `${s.slice(0, -1)}A`)).status).toBe(401);
+    expect(h.hasher).toMatchObject({ verifies: 1, decoys: 0 });
+  });
+
+  it('refuses a cached secret at once when the client is disabled or the secret revoked', async () => {
+    const { client, secret: s } = await h.createClient({ client_name: 'cached-2', audience: [API] });
+    expect((await tokenFor(client.clientId, s)).status).toBe(200);
+    await setClientEnabled(h.service, client.clientId, false);
+    expect((await tokenFor(client.clientId, s)).status).toBe(401);
+    await setClientEnabled(h.service, client.clientId, true);
+    expect((await tokenFor(client.clientId, s)).status).toBe(200);
+    await h.rotateSecret(client.clientId, 0);
+    expect((await tokenFor(client.clientId, s)).status).toBe(401);
   });
 });
 

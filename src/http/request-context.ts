@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 
 import type { Context, Middleware } from 'koa';
 
+import { scrub } from '../audit/audit-log.js';
 import type { Logger } from '../log.js';
 import { SERVER_ERROR } from './oauth-error.js';
 
@@ -36,7 +37,7 @@ export function requestContext(log: Logger): Middleware {
     }
 
     log.info(
-      { request_id: requestId, method: ctx.method, route: ctx.path, status: ctx.status, latency_ms: Math.round((performance.now() - started) * 10) / 10 },
+      { request_id: requestId, method: ctx.method, route: scrub(ctx.path), status: ctx.status, latency_ms: Math.round((performance.now() - started) * 10) / 10 },
       'request',
     );
   };

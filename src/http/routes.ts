@@ -1,35 +1,72 @@
 /**
- * The allow-list of everything Tessera serves: an exact path and method table. Anything else,
- * including every oidc-provider route Tessera does not use, is a JSON 404 (or 405 for a known
- * path with the wrong method).
+ * The allow-list of everything Tessera serves: a table of paths (exact, or with `:name` segments)
+ * and methods. Anything else, including every oidc-provider route Tessera does not use, is a JSON
+ * 404 (or 405 for a known path with the wrong method).
  */
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 import compose from 'koa-compose';
 
-export type RouteTable = Readonly<Record<string, Readonly<Partial<Record<'GET' | 'POST', readonly Middleware[]>>>>>;
+export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
+export type RouteTable = Readonly<Record<string, Readonly<Partial<Record<Method, readonly Middleware[]>>>>>;
+
+interface CompiledRoute {
+  readonly pattern: RegExp;
+  readonly names: readonly string[];
+  readonly methods: ReadonlyMap<string, Middleware>;
+}
+
+/** Path parameters of the matched route, URL-decoded. */
+export function paramsOf(ctx: Context): Readonly<Record<string, string>> {
+  return (ctx.state as { params?: Record<string, string> }).params ?? {};
+}
+
+function compile(path: string, methods: RouteTable[string]): CompiledRoute {
+  const names: string[] = [];
+  const source = path
+    .split('/')
+    .map((segment) => {
+      if (!segment.startsWith(':')) return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      names.push(segment.slice(1));
+      return '([^/]+)';
+    })
+    .join('/');
+  return {
+    pattern: new RegExp(`^${source}$`),
+    names,
+    methods: new Map(Object.entries(methods).map(([method, stack]) => [method, compose([...stack])])),
+  };
+}
 
 export function routes(table: RouteTable): Middleware {
-  const compiled = new Map(
-    Object.entries(table).map(([path, methods]) => [
-      path,
-      new Map(Object.entries(methods).map(([method, stack]) => [method, compose([...stack])])),
-    ]),
-  );
+  const compiled = Object.entries(table).map(([path, methods]) => compile(path, methods));
 
   return async function routes(ctx, next) {
-    const methods = compiled.get(ctx.path);
-    if (!methods) {
-      ctx.status = 404;
-      ctx.body = { error: 'not_found', error_description: 'no such endpoint' };
+    const allowed = new Set<string>();
+    for (const route of compiled) {
+      const match = route.pattern.exec(ctx.path);
+      if (!match) continue;
+      const handler = route.methods.get(ctx.method === 'HEAD' ? 'GET' : ctx.method);
+      if (!handler) {
+        route.methods.forEach((_, method) => allowed.add(method));
+        continue;
+      }
+      try {
+        (ctx.state as { params?: Record<string, string> }).params = Object.fromEntries(
+          route.names.map((name, i) => [name, decodeURIComponent(match[i + 1]!)]),
+        );
+      } catch {
+        break; // a malformed escape names nothing we serve
+      }
+      await handler(ctx, next);
       return;
     }
-    const handler = methods.get(ctx.method === 'HEAD' ? 'GET' : ctx.method);
-    if (!handler) {
+    if (allowed.size > 0) {
       ctx.status = 405;
-      ctx.set('Allow', [...methods.keys()].join(', '));
+      ctx.set('Allow', [...allowed].join(', '));
       ctx.body = { error: 'invalid_request', error_description: `${ctx.method} is not allowed here` };
       return;
     }
-    await handler(ctx, next);
+    ctx.status = 404;
+    ctx.body = { error: 'not_found', error_description: 'no such endpoint' };
   };
 }

@@ -14,6 +14,15 @@ function formDecode(value: string): string {
   return decodeURIComponent(value.replace(/\+/g, ' '));
 }
 
+/** The client_id a Basic header names, if it can be read; for attributing a failed request. */
+export function basicClientId(authorization: string): string | undefined {
+  try {
+    return readClientCredentials(authorization, new Map()).clientId;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reads the credentials from the Authorization header or the form; throws OAuthError. */
 export function readClientCredentials(authorization: string, form: Form): PresentedCredentials {
   const bodyId = form.get('client_id');

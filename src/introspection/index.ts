@@ -17,7 +17,7 @@ import { OAuthError, writeOAuthError } from '../http/oauth-error.js';
 import { readForm, type Form } from '../http/read-form.js';
 import { requestIdOf } from '../http/request-context.js';
 import type { Authenticator } from '../token/authenticate-client.js';
-import { authenticateCaller, mayInspect, readClientCredentials } from './authenticate-caller.js';
+import { authenticateCaller, basicClientId, mayInspect, readClientCredentials } from './authenticate-caller.js';
 import type { TokenInspector } from './inspect-token.js';
 import { insertRevokedToken } from './revocation.repository.js';
 
@@ -62,6 +62,8 @@ function callerEndpoint(type: string, deps: IntrospectionDeps, handle: Handler):
       error: null,
       reason: null,
     };
+    // Known before the body is read, so even a malformed request is attributed to its caller.
+    event.client_id = scrub(basicClientId(ctx.get('authorization')));
     try {
       const form = await readForm(ctx);
       const credentials = readClientCredentials(ctx.get('authorization'), form);
@@ -111,11 +113,12 @@ export function revokeEndpoint(deps: IntrospectionDeps): Middleware {
     if (caller.clientId !== claims.client_id && !mayInspect(caller, claims.aud)) {
       throw new OAuthError(400, 'unauthorized_client', 'the client may not revoke this token', 'not_permitted');
     }
-    const revoked = inspection.active;
-    if (revoked) await insertRevokedToken(deps.db, { jti: claims.jti, clientId: claims.client_id, expiresAt: claims.exp }, epochSeconds(deps.clock));
+    // Recorded whatever the client's state: a token inactive only because its client is disabled
+    // must stay revoked when the client is enabled again.
+    const revoked = await insertRevokedToken(deps.db, { jti: claims.jti, clientId: claims.client_id, expiresAt: claims.exp }, epochSeconds(deps.clock));
     return {
       body: '',
-      audit: { jti: claims.jti, audience: claims.aud, token_expires_at: claims.exp, reason: revoked ? null : inspection.reason, details: { revoked } },
+      audit: { jti: claims.jti, audience: claims.aud, token_expires_at: claims.exp, reason: revoked ? null : 'already_revoked', details: { revoked } },
     };
   });
 }

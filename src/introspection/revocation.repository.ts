@@ -29,13 +29,14 @@ export async function findTokenStanding(db: Db, clientId: string, jti: string): 
   };
 }
 
-/** Adds a token to the revocation list; revoking it again changes nothing. */
-export async function insertRevokedToken(db: Db, token: { jti: string; clientId: string; expiresAt: number }, now: number): Promise<void> {
-  await db
+/** Adds a token to the revocation list; resolves to false when it was already there. */
+export async function insertRevokedToken(db: Db, token: { jti: string; clientId: string; expiresAt: number }, now: number): Promise<boolean> {
+  const result = await db
     .insertInto('revoked_tokens')
     .values({ jti: token.jti, client_id: token.clientId, expires_at: token.expiresAt, revoked_at: now })
     .onConflict((oc) => oc.column('jti').doNothing())
-    .execute();
+    .executeTakeFirst();
+  return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
 }
 
 /** Drops entries whose token has expired anyway (with the leeway it is judged by); returns how many. */

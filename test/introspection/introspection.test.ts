@@ -237,6 +237,24 @@ describe('POST /oauth/introspect (RFC 7662)', () => {
       expect(h.hasher).toMatchObject({ verifies: 0, decoys: 1 });
     });
 
+    it('refuses a disabled caller and a caller using another auth method, as the token endpoint does', async () => {
+      const off = await client({ client_name: 'rs-off', grant_types: [], introspection_audiences: [API], enabled: false });
+      expect((await introspect('abc', off)).status).toBe(401);
+      const viaPost = await h.request.post('/oauth/introspect').type('form').send(`token=abc&client_id=${rs.id}&client_secret=${rs.secret}`);
+      expect(viaPost.status).toBe(401);
+      expect(viaPost.body.error).toBe('invalid_client');
+    });
+
+    it('refuses credentials sent two ways, or a body client_id that differs from the header, as invalid_request', async () => {
+      const twice = await h.request.post('/oauth/introspect').type('form').set('Authorization', basic(rs.id, rs.secret)).send(`token=abc&client_secret=${rs.secret}`);
+      expect(twice.status).toBe(400);
+      expect(twice.body.error).toBe('invalid_request');
+      const mismatch = await h.request.post('/oauth/introspect').type('form').set('Authorization', basic(rs.id, rs.secret)).send('token=abc&client_id=someone-else');
+      expect(mismatch.body.error).toBe('invalid_request');
+      const rows = await h.auditRows('token.introspected');
+      expect(rows.at(-1)).toMatchObject({ client_id: rs.id, reason: 'client_id_mismatch' });
+    });
+
     it.each([
       ['a missing token', 'token_type_hint=access_token', 'application/x-www-form-urlencoded', 400],
       ['a repeated parameter', 'token=a&token=b', 'application/x-www-form-urlencoded', 400],

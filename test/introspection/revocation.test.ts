@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
+import { setClientEnabled } from '../../src/clients/client.service.js';
 import { epochSeconds } from '../../src/clock.js';
 import { pruneRevokedTokens } from '../../src/introspection/revocation.repository.js';
 import { basic, mint, startHarness, type Harness } from '../support/harness.js';
@@ -82,9 +83,29 @@ describe('POST /oauth/revoke (RFC 7009)', () => {
     expect(await h.db.selectFrom('revoked_tokens').selectAll().where('jti', '=', jti).execute()).toHaveLength(1);
   });
 
+  it('keeps a token revoked while its client was disabled revoked after the client is enabled again', async () => {
+    const token = await issue();
+    await setClientEnabled(h.service, workload.id, false);
+    expect((await revoke(token, rs)).status).toBe(200);
+    await setClientEnabled(h.service, workload.id, true);
+    expect(await active(token)).toBe(false);
+  });
+
+  it('lets a gateway with rights over every audience revoke, with no argon2 once its secret is verified', async () => {
+    const gateway = await client({ client_name: 'gateway', grant_types: [], introspection_audiences: ['*'] });
+    await revoke('warm-up', gateway);
+    const token = await issue();
+    h.hasher.reset();
+    expect((await revoke(token, gateway)).status).toBe(200);
+    expect(h.hasher).toMatchObject({ verifies: 0, decoys: 0 });
+    expect(await active(token)).toBe(false);
+  });
+
   it.each([
     ['no credentials', undefined, 401, 'invalid_client'],
     ['a wrong secret', () => basic(workload.id, 'nope'), 401, 'invalid_client'],
+    ['an unknown client', () => basic('ghost', workload.secret), 401, 'invalid_client'],
+    ['a malformed Basic header', () => 'Basic ???', 401, 'invalid_client'],
   ])('refuses a caller with %s', async (_label, auth, status, error) => {
     const req = h.request.post('/oauth/revoke').type('form');
     if (auth) void req.set('Authorization', auth());
@@ -110,7 +131,7 @@ describe('POST /oauth/revoke (RFC 7009)', () => {
     const rows = (await h.auditRows('token.revoked')).slice(mark);
     expect(rows).toMatchObject([
       { outcome: 'success', client_id: workload.id, jti, audience: API, token_expires_at: exp, reason: null, details: '{"revoked":true}' },
-      { outcome: 'success', client_id: workload.id, jti, reason: 'revoked', details: '{"revoked":false}' },
+      { outcome: 'success', client_id: workload.id, jti, reason: 'already_revoked', details: '{"revoked":false}' },
       { outcome: 'failure', client_id: stranger.id, error: 'unauthorized_client', reason: 'not_permitted' },
     ]);
     expect(JSON.stringify(rows) + JSON.stringify(h.logLines)).not.toContain(token);

@@ -92,6 +92,12 @@ describe('audit log of the token endpoint', () => {
     expect(JSON.stringify(rows) + JSON.stringify(h.logLines)).not.toContain(secret);
   });
 
+  it('masks a token sent in the request path in the access log', async () => {
+    const issued = await token('grant_type=client_credentials', basic(id, secret));
+    await h.request.post(`/oauth/introspect/${issued.body.access_token as string}`);
+    expect(JSON.stringify(h.logLines)).not.toContain(issued.body.access_token);
+  });
+
   it('writes the same event as one JSON log line', async () => {
     await token('grant_type=client_credentials', basic(id, secret));
     const [row] = await h.auditRows('token.');

@@ -75,7 +75,7 @@ describe('tessera clients create --json', () => {
     await db.destroy();
     expect(rows).toHaveLength(1);
     expect(rows[0]!.hash).toMatch(/^\$argon2id\$/);
-    expect(JSON.stringify(rows)).not.toContain(created.client_secret.split('_')[2]);
+    expect(JSON.stringify(rows)).not.toContain(created.client_secret.slice('tsec_0123456789abcdef_'.length));
 
     const shown = (await cli('clients', 'get', created.client_id, '--json')).stdout + (await cli('clients', 'list', '--json')).stdout;
     expect(shown).toContain(created.client_id);
@@ -148,10 +148,40 @@ describe('tessera clients disable, enable, delete, revoke-tokens', () => {
   });
 });
 
+describe('tessera parity with the admin API', () => {
+  it('creates an admin client with --admin', async () => {
+    env.ISSUER = 'https://auth.example.com';
+    const created = JSON.parse((await cli('clients', 'create', '--name', 'ops', '--admin', '--json')).stdout) as Record<string, unknown>;
+    expect(created).toMatchObject({ audience: ['https://auth.example.com/admin'], scope: 'admin:read admin:write', default_audience: 'https://auth.example.com/admin' });
+  });
+
+  it('updates only the settings named by flags', async () => {
+    const { client_id } = JSON.parse((await cli('clients', 'create', '--name', 'u', '--scope', 'a b', '--audience', 'https://a.example', '--json')).stdout) as { client_id: string };
+    const updated = JSON.parse((await cli('clients', 'update', client_id, '--description', 'nightly', '--lifetime', '600', '--json')).stdout) as Record<string, unknown>;
+    expect(updated).toMatchObject({ client_name: 'u', description: 'nightly', access_token_ttl: 600, scope: 'a b', audience: ['https://a.example'] });
+    const res = await cli('clients', 'update', client_id, '--scope', 'c');
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('invalid default_scope');
+  });
+
+  it('lists keys and tails the audit log as one JSON value', async () => {
+    env.KEYS_DIR = join(dir, 'keys');
+    const { stdout: keys } = await cli('keys', 'list', '--json');
+    expect(JSON.parse(keys)).toEqual([{ kid: expect.any(String), state: 'active', created_at: expect.any(String) }]);
+
+    const { client_id } = JSON.parse((await cli('clients', 'create', '--name', 't', '--json')).stdout) as { client_id: string };
+    await cli('clients', 'disable', client_id);
+    const tail = JSON.parse((await cli('audit', 'tail', '--client-id', client_id, '--json')).stdout) as { type: string }[];
+    expect(tail.map((e) => e.type)).toEqual(['client.created', 'client.disabled']);
+    const limited = JSON.parse((await cli('audit', 'tail', '--limit', '1', '--json')).stdout) as { type: string }[];
+    expect(limited.map((e) => e.type)).toEqual(['client.disabled']);
+  });
+});
+
 describe('tessera migrate and rotate-secret', () => {
   it('applies migrations once', async () => {
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({
-      applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation'],
+      applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation', '2026-11-23-0003-audit-jti-index'],
     });
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [] });
   });

@@ -98,6 +98,7 @@ describe('POST /oauth/introspect (RFC 7662)', () => {
 
   describe('inactive tokens', () => {
     it('expired (beyond the clock leeway)', async () => {
+      h.clock.freeze();
       const token = await mint(h, { sub: workload.id, client_id: workload.id, aud: API });
       expect((await introspect(token)).body.active).toBe(true);
       h.clock.advance(600 + h.config.clockLeeway - 1);

@@ -45,17 +45,28 @@ export class CountingHasher extends SecretHasher {
   }
 }
 
+/**
+ * Wall-clock time plus an offset the test controls. It moves like the clock oidc-provider stamps
+ * iat and exp with, so "now" means the same thing on both sides unless a test shifts it.
+ */
 export class TestClock implements Clock {
-  constructor(private ms = Date.now()) {}
+  #offsetMs = 0;
+  constructor(private base?: number) {}
   now(): number {
-    return this.ms;
+    return (this.base ?? Date.now()) + this.#offsetMs;
   }
   advance(seconds: number): void {
-    this.ms += seconds * 1000;
+    this.#offsetMs += seconds * 1000;
   }
-  /** Back to wall-clock time, which oidc-provider uses for iat and exp. */
+  /** Stops time where it is, for exact boundaries (tokens minted by the test, not the engine). */
+  freeze(): void {
+    this.base = this.now();
+    this.#offsetMs = 0;
+  }
+  /** Back to running wall-clock time. */
   sync(): void {
-    this.ms = Date.now();
+    this.base = undefined;
+    this.#offsetMs = 0;
   }
 }
 

@@ -5,6 +5,7 @@
 import Koa from 'koa';
 import compose from 'koa-compose';
 
+import { adminRoutes } from './admin/index.js';
 import { AuditLog } from './audit/audit-log.js';
 import { findClient } from './clients/client.repository.js';
 import type { SecretHasher } from './clients/secret.js';
@@ -67,7 +68,18 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     leeway: config.clockLeeway,
     maxTokenAge: config.accessTokenMaxTtl,
   });
-  const introspection = { db, authenticate, inspect: createTokenInspector(db, verify), auditLog, clock, issuer: config.issuer };
+  const inspect = createTokenInspector(db, verify);
+  const introspection = { db, authenticate, inspect, auditLog, clock, issuer: config.issuer };
+  const admin = adminRoutes({
+    db,
+    service: { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl }, auditLog },
+    inspect,
+    auditLog,
+    keystore,
+    clock,
+    issuer: config.issuer,
+    bodyLimit: config.adminBodyLimit,
+  });
   const metadata = serveMetadata(config.issuer);
 
   const app = new Koa({ proxy: config.trustProxy });
@@ -79,6 +91,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
       [REVOCATION_PATH]: { POST: [noStore, revokeEndpoint(introspection)] },
       [JWKS_PATH]: { GET: [serveJwks(keystore, config.jwksMaxAge)] },
       ...Object.fromEntries(DISCOVERY_PATHS.map((path) => [path, { GET: [metadata] }])),
+      ...admin,
     }),
   );
   return app;

@@ -34,6 +34,10 @@ export interface Config {
   readonly credentialCacheTtl: number;
   /** Most verified secrets remembered at once. */
   readonly credentialCacheSize: number;
+  /** Largest admin request body, in bytes. */
+  readonly adminBodyLimit: number;
+  /** Create and print one admin client on first start with an empty database. */
+  readonly bootstrapAdmin: boolean;
   readonly logLevel: LogLevel;
   /** Trust X-Forwarded-* headers (only behind a reverse proxy that sets them). */
   readonly trustProxy: boolean;
@@ -98,6 +102,8 @@ export function loadConfig(env: Env = process.env): Config {
   const credentialCacheTtl = int('CREDENTIAL_CACHE_TTL', 300, 0, 86_400);
   const credentialCacheSize = int('CREDENTIAL_CACHE_SIZE', 10_000, 1, 10_000_000);
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
+  const bootstrapAdmin = parseBoolean('TESSERA_BOOTSTRAP_ADMIN', env.TESSERA_BOOTSTRAP_ADMIN, true, problems);
+  const adminBodyLimit = int('ADMIN_BODY_LIMIT', 65_536, 1024, 10_485_760);
 
   const argon2: Argon2Params = {
     memoryCost: int('ARGON2_MEMORY_KIB', ARGON2_DEFAULTS.memoryCost, 8_192, 4_194_304),
@@ -120,6 +126,8 @@ export function loadConfig(env: Env = process.env): Config {
     argon2: Object.freeze(argon2),
     credentialCacheTtl,
     credentialCacheSize,
+    adminBodyLimit,
+    bootstrapAdmin,
     logLevel,
     trustProxy,
   });

@@ -4,7 +4,9 @@
  */
 import type { Server } from 'node:http';
 
+import { bootstrapAdmin } from './admin/bootstrap.js';
 import { createApp } from './app.js';
+import { AuditLog } from './audit/audit-log.js';
 import { SecretHasher } from './clients/secret.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
@@ -23,10 +25,17 @@ async function main(): Promise<void> {
   const applied = await migrateToLatest(db);
   if (applied.length > 0) log.info({ migrations: applied }, 'database migrated');
   const keystore = await loadKeystore({ dir: config.keysDir, clock: systemClock });
+  const hasher = new SecretHasher(config.argon2);
+  if (config.bootstrapAdmin) {
+    const auditLog = new AuditLog(db, log, systemClock);
+    const limits = { maxAccessTokenTtl: config.accessTokenMaxTtl };
+    const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits, auditLog, actor: 'bootstrap' }, config.issuer);
+    if (admin) printBootstrapAdmin(admin.client.clientId, admin.clientSecret, config.issuer);
+  }
   log.info({ kid: keystore.active.kid }, 'signing key loaded');
 
   const stopPruner = startRevocationPruner(db, systemClock, config.clockLeeway, log);
-  const app = createApp(config, { db, keystore, hasher: new SecretHasher(config.argon2), log, clock: systemClock });
+  const app = createApp(config, { db, keystore, hasher, log, clock: systemClock });
   const server: Server = app.listen(config.port, config.host);
   // Slow or idle clients must not hold sockets open indefinitely.
   server.headersTimeout = 10_000;
@@ -49,6 +58,22 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
+
+/** Shown once, on the console only: this is the one moment the secret exists in plaintext. */
+function printBootstrapAdmin(clientId: string, secret: string, issuer: string): void {
+  process.stderr.write(
+    [
+      '',
+      '================ Tessera bootstrap admin client (shown once) ================',
+      `client_id:     ${clientId}`,
+      `client_secret: ${secret}`,
+      'Store the secret now; it cannot be shown again. Get an admin token with:',
+      `  curl -u "$ID:$SECRET" -d grant_type=client_credentials -d audience=${issuer}/admin ${issuer}/oauth/token`,
+      '==============================================================================',
+      '',
+    ].join('\n'),
+  );
 }
 
 main().catch((err: unknown) => {

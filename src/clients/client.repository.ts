@@ -1,5 +1,5 @@
 /** Queries on clients and client_secrets. Plain functions taking the handle (or a transaction) first. */
-import type { Transaction } from 'kysely';
+import { sql, type Transaction } from 'kysely';
 
 import type { Database, Db } from '../db/database.js';
 import type { ClientSecretRow, ClientUpdate, NewClientRow, NewClientSecretRow } from './client.table.js';
@@ -78,4 +78,42 @@ export async function updateClient(db: Handle, clientId: string, update: ClientU
 export async function deleteClientRow(db: Handle, clientId: string): Promise<boolean> {
   const result = await db.deleteFrom('clients').where('client_id', '=', clientId).executeTakeFirst();
   return result.numDeletedRows > 0n;
+}
+
+export interface ClientPageQuery {
+  readonly limit: number;
+  /** Return clients whose id sorts after this one. */
+  readonly after?: string | undefined;
+  readonly namePrefix?: string | undefined;
+  readonly enabled?: boolean | undefined;
+}
+
+/** Keyset paging by client_id: stable while clients are added or removed between pages. */
+export async function listClientPage(db: Handle, query: ClientPageQuery): Promise<Client[]> {
+  let q = db.selectFrom('clients').selectAll().orderBy('client_id').limit(query.limit);
+  if (query.after !== undefined) q = q.where('client_id', '>', query.after);
+  if (query.enabled !== undefined) q = q.where('enabled', '=', query.enabled ? 1 : 0);
+  if (query.namePrefix !== undefined) {
+    // substr rather than LIKE: case-sensitive and wildcard-free on both SQLite and PostgreSQL.
+    q = q.where(sql<string>`substr(client_name, 1, ${query.namePrefix.length})`, '=', query.namePrefix);
+  }
+  return (await q.execute()).map(toClient);
+}
+
+export function listSecrets(db: Handle, clientId: string): Promise<Omit<ClientSecretRow, 'hash'>[]> {
+  return db
+    .selectFrom('client_secrets')
+    .select(['id', 'client_id', 'created_at', 'expires_at', 'last_used_at'])
+    .where('client_id', '=', clientId)
+    .orderBy('created_at', 'desc')
+    .orderBy('id')
+    .execute();
+}
+
+export async function expireSecret(db: Handle, secretId: string, at: number): Promise<void> {
+  await db.updateTable('client_secrets').set({ expires_at: at }).where('id', '=', secretId).execute();
+}
+
+export async function touchSecret(db: Handle, secretId: string, at: number): Promise<void> {
+  await db.updateTable('client_secrets').set({ last_used_at: at }).where('id', '=', secretId).execute();
 }

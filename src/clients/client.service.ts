@@ -5,8 +5,8 @@ import { epochSeconds, type Clock } from '../clock.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Db } from '../db/database.js';
 import { validateNewClient, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
-import { deleteClientRow, expireSecretsAfter, findClient, insertClient, insertSecret, updateClient, validSecretIds } from './client.repository.js';
-import type { Client } from './client.js';
+import { deleteClientRow, expireSecret, expireSecretsAfter, findClient, findSecret, insertClient, insertSecret, updateClient, validSecretIds } from './client.repository.js';
+import { presentClient, type Client } from './client.js';
 import { generateSecret, type SecretHasher } from './secret.js';
 
 export interface ClientServiceDeps {
@@ -145,3 +145,76 @@ export async function deleteClient(deps: ClientServiceDeps, clientId: string): P
   if (!(await deleteClientRow(deps.db, clientId))) throw new UnknownClientError(`no client ${clientId}`);
   await recordChange(deps, 'client.deleted', clientId);
 }
+
+/** The settings an operator may change after creation; client_id and times are not among them. */
+export type ClientPatch = Omit<ClientSettingsInput, 'client_id'>;
+
+/**
+ * Applies a partial update. The merged settings are validated as a whole, so a patch cannot leave
+ * the client inconsistent (e.g. a default scope outside its scopes). `precondition` runs on the
+ * current client inside the same transaction: the admin API's If-Match check, free of races.
+ */
+export async function updateClientSettings(
+  deps: ClientServiceDeps,
+  clientId: string,
+  patch: ClientPatch,
+  precondition: (current: Client) => void = () => {},
+): Promise<{ client: Client; changed: string[] }> {
+  const result = await deps.db.transaction().execute(async (trx) => {
+    const current = await findClient(trx, clientId);
+    if (!current) throw new UnknownClientError(`no client ${clientId}`);
+    precondition(current);
+
+    const { client_id, created_at, updated_at, ...settings } = presentClient(current);
+    const merged = validateNewClient({ ...settings, ...patch }, deps.limits);
+    const now = epochSeconds(deps.clock);
+    const next: Client = {
+      ...current,
+      clientName: merged.clientName,
+      description: merged.description,
+      scopes: merged.scopes,
+      defaultScopes: merged.defaultScopes,
+      audiences: merged.audiences,
+      defaultAudience: merged.defaultAudience,
+      introspectionAudiences: merged.introspectionAudiences,
+      grantTypes: merged.grantTypes,
+      authMethod: merged.authMethod,
+      accessTokenTtl: merged.accessTokenTtl,
+      enabled: merged.enabled,
+      updatedAt: now,
+    };
+    const before = presentClient(current) as unknown as Record<string, unknown>;
+    const after = presentClient(next) as unknown as Record<string, unknown>;
+    const changed = Object.keys(after).filter((k) => k !== 'updated_at' && JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+    if (changed.length > 0) {
+      await updateClient(trx, clientId, {
+        client_name: next.clientName,
+        description: next.description,
+        scope: next.scopes.join(' '),
+        default_scope: next.defaultScopes.join(' ') || null,
+        audience: JSON.stringify(next.audiences),
+        default_audience: next.defaultAudience,
+        introspection_audiences: JSON.stringify(next.introspectionAudiences),
+        grant_types: JSON.stringify(next.grantTypes),
+        token_endpoint_auth_method: next.authMethod,
+        access_token_ttl: next.accessTokenTtl,
+        enabled: next.enabled ? 1 : 0,
+        updated_at: now,
+      });
+    }
+    return { client: changed.length > 0 ? next : current, changed };
+  });
+  if (result.changed.length > 0) await recordChange(deps, 'client.updated', clientId, { changed: result.changed });
+  return result;
+}
+
+/** Revokes one secret at once; resolves to false when the client has no such secret. */
+export async function revokeSecret(deps: ClientServiceDeps, clientId: string, secretId: string): Promise<boolean> {
+  const now = epochSeconds(deps.clock);
+  const secret = await findSecret(deps.db, clientId, secretId);
+  if (!secret) return false;
+  if (secret.expires_at === null || Number(secret.expires_at) > now) await expireSecret(deps.db, secretId, now);
+  await recordChange(deps, 'client.secret_revoked', clientId, { secret_id: secretId });
+  return true;
+}
+

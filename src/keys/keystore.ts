@@ -44,6 +44,7 @@ export interface SigningKey {
   readonly kid: string;
   readonly state: KeyState;
   readonly createdAt: number;
+  readonly activatedAt: number | null;
   /** Private JWK with kid, alg and use set; never leaves the process except to the signer. */
   readonly privateJwk: JWK;
   readonly publicJwk: JWK;
@@ -70,6 +71,11 @@ export class Keystore {
     const key = this.keys.find((k) => k.state === 'active');
     if (!key) throw new KeystoreError('ERR_NO_ACTIVE_KEY', 'no active signing key');
     return key;
+  }
+
+  /** Every key, for operators: never the private members. */
+  list(): readonly SigningKey[] {
+    return this.keys;
   }
 
   /** The public JWK Set (RFC 7517) gateways verify with. */
@@ -166,6 +172,7 @@ function toSigningKey(file: KeyFile): SigningKey {
     kid: file.kid,
     state: file.state,
     createdAt: file.created_at,
+    activatedAt: file.activated_at,
     privateJwk: { ...file.private_jwk, ...meta },
     publicJwk: { ...publicJwk, ...meta },
     verificationKey: createPublicKey({ key: { kty: 'RSA', n: publicJwk.n, e: publicJwk.e }, format: 'jwk' }),

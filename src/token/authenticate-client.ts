@@ -8,11 +8,13 @@
  * one generic `invalid_client` whatever went wrong; the reason goes to the audit log.
  */
 import type { AuthMethod, Client } from '../clients/client.js';
-import { findClient, findSecret } from '../clients/client.repository.js';
+import { findClient, findSecret, touchSecret } from '../clients/client.repository.js';
 import { secretIdOf, type SecretHasher } from '../clients/secret.js';
 import type { VerifiedCredentialCache } from '../clients/verified-credentials.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
+
+const LAST_USED_PRECISION = 60;
 
 export type AuthFailure =
   | 'unknown_client'
@@ -58,6 +60,11 @@ export function createAuthenticator({ db, hasher, verified, clock }: Authenticat
     if (stored.expires_at !== null && Number(stored.expires_at) <= epochSeconds(clock)) return { ok: false, reason: 'secret_expired' };
     if (!client.enabled) return { ok: false, reason: 'client_disabled' };
     if (client.authMethod !== method) return { ok: false, reason: 'auth_method_not_allowed' };
+
+    // Operators see when a secret was last used (to retire unused ones); a minute's precision
+    // keeps this write off most requests.
+    const now = epochSeconds(clock);
+    if (stored.last_used_at === null || now - Number(stored.last_used_at) >= LAST_USED_PRECISION) await touchSecret(db, stored.id, now);
     return { ok: true, client };
   };
 }

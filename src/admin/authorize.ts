@@ -1,0 +1,43 @@
+/**
+ * The admin API is a resource server of Tessera itself (RFC 6750): a request carries
+ * `Authorization: Bearer <access token>` issued by this server for the admin audience
+ * (`<ISSUER>/admin`), with `admin:read` for reads and `admin:write` for writes.
+ */
+import type { Context, Middleware } from 'koa';
+
+import type { TokenInspector } from '../introspection/inspect-token.js';
+
+export const ADMIN_READ = 'admin:read';
+export const ADMIN_WRITE = 'admin:write';
+export const adminAudience = (issuer: string): string => `${issuer}/admin`;
+
+/** The admin client acting, for the audit log. */
+export function adminActor(ctx: Context): string {
+  const actor = (ctx.state as { adminClientId?: string }).adminClientId;
+  if (actor === undefined) throw new Error('admin route reached without authorization');
+  return actor;
+}
+
+export function authorizeAdmin(inspect: TokenInspector, issuer: string): Middleware {
+  const audience = adminAudience(issuer);
+  const realm = `realm="${issuer}"`;
+
+  return async function authorizeAdmin(ctx, next) {
+    const scope = ctx.method === 'GET' || ctx.method === 'HEAD' ? ADMIN_READ : ADMIN_WRITE;
+    const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(ctx.get('authorization'));
+    const deny = (status: 401 | 403, error: string | undefined, description: string) => {
+      ctx.status = status;
+      // RFC 6750 §3.1: a request without any credentials gets a challenge without an error code.
+      ctx.set('WWW-Authenticate', error ? `Bearer ${realm}, error="${error}", error_description="${description}"${status === 403 ? `, scope="${scope}"` : ''}` : `Bearer ${realm}`);
+      ctx.body = { error: error ?? 'invalid_token', error_description: description };
+    };
+
+    if (!match) return deny(401, ctx.get('authorization') ? 'invalid_token' : undefined, 'a bearer access token is required');
+    const inspection = await inspect(match[1]!);
+    if (!inspection.active || inspection.claims.aud !== audience) return deny(401, 'invalid_token', 'the access token is not valid for this API');
+    if (!(inspection.claims.scope ?? '').split(' ').includes(scope)) return deny(403, 'insufficient_scope', `this request requires the ${scope} scope`);
+
+    (ctx.state as { adminClientId?: string }).adminClientId = inspection.claims.client_id;
+    await next();
+  };
+}

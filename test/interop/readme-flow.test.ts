@@ -22,6 +22,7 @@ let issuer: string;
 let server: RunningServer;
 let clientId: string;
 let clientSecret: string;
+let firstStartStderr: string;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tessera-e2e-'));
@@ -29,6 +30,7 @@ beforeAll(async () => {
   issuer = `http://127.0.0.1:${port}`;
   env = { PORT: String(port), ISSUER: issuer, DATABASE_URL: join(dir, 'data', 'tessera.db'), KEYS_DIR: join(dir, 'keys') };
   server = await startServer(env);
+  firstStartStderr = server.stderr.join('');
   const { stdout } = await tessera(env, 'clients', 'create', '--name', 'billing-agent', '--scope', 'read:data write:logs', '--audience', API, '--json');
   ({ client_id: clientId, client_secret: clientSecret } = JSON.parse(stdout) as { client_id: string; client_secret: string });
 });
@@ -182,6 +184,37 @@ describe('openid-client as a resource server: introspect, revoke, introspect', (
     expect((await oauth.tokenIntrospection(asResourceServer, access_token)).active).toBe(true);
     await tessera(env, 'clients', 'revoke-tokens', created.client_id);
     expect((await oauth.tokenIntrospection(asResourceServer, access_token)).active).toBe(false);
+  });
+});
+
+describe('bootstrap admin', () => {
+  it('was printed once on the first start, on the console only, and its credentials open the admin API', async () => {
+    const banner = server.stderr.join('') + firstStartStderr;
+    const id = /client_id: +(\S+)/.exec(banner)?.[1];
+    const secret = /client_secret: +(tsec_\S+)/.exec(banner)?.[1];
+    expect(id).toBeDefined();
+    expect(secret).toBeDefined();
+    expect(server.stdout.join('\n')).not.toContain(secret);
+
+    const config = await oauth.discovery(new URL(issuer), id as string, undefined, oauth.ClientSecretBasic(secret), { algorithm: 'oauth2', execute: [oauth.allowInsecureRequests] });
+    const { access_token } = await oauth.clientCredentialsGrant(config, {});
+    const res = await fetch(`${issuer}/admin/clients?limit=1`, { headers: { Authorization: `Bearer ${access_token}` } });
+    expect(res.status).toBe(200);
+  });
+
+  it('is not created again on a restart, nor when TESSERA_BOOTSTRAP_ADMIN=false', async () => {
+    server.process.kill('SIGTERM');
+    await server.exited;
+    server = await startServer(env);
+    expect(server.stderr.join('')).not.toContain('bootstrap admin');
+
+    const fresh = mkdtempSync(join(tmpdir(), 'tessera-e2e-nobootstrap-'));
+    const port = await freePort();
+    const other = await startServer({ ...env, PORT: String(port), ISSUER: `http://127.0.0.1:${port}`, DATABASE_URL: join(fresh, 'db'), KEYS_DIR: join(fresh, 'keys'), TESSERA_BOOTSTRAP_ADMIN: 'false' });
+    other.process.kill('SIGTERM');
+    await other.exited;
+    rmSync(fresh, { recursive: true, force: true });
+    expect(other.stderr.join('')).not.toContain('bootstrap admin');
   });
 });
 

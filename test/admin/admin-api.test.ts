@@ -1,0 +1,387 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { adminClientSettings } from '../../src/admin/bootstrap.js';
+import { adminRoutes } from '../../src/admin/index.js';
+import { openApiDocument } from '../../src/admin/openapi.js';
+import { setClientEnabled } from '../../src/clients/client.service.js';
+import { ISSUER, basic, startHarness, type Harness } from '../support/harness.js';
+import { expectConforms } from '../support/openapi.js';
+
+const API = 'https://api.example.com';
+
+let h: Harness;
+let writer: string;
+let reader: string;
+let adminId: string;
+
+async function adminToken(scope: string): Promise<{ token: string; clientId: string }> {
+  const { client, secret } = await h.createClient({ client_name: `admin ${scope}`, ...adminClientSettings(ISSUER), scope });
+  const res = await h.request.post('/oauth/token').type('form').set('Authorization', basic(client.clientId, secret)).send('grant_type=client_credentials');
+  expect(res.status).toBe(200);
+  return { token: res.body.access_token as string, clientId: client.clientId };
+}
+
+beforeAll(async () => {
+  h = await startHarness();
+  ({ token: writer, clientId: adminId } = await adminToken('admin:read admin:write'));
+  ({ token: reader } = await adminToken('admin:read'));
+});
+afterAll(() => h.close());
+
+/** Calls the admin API and checks the answer against the OpenAPI document for `template`. */
+async function call(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, template: string, body?: unknown, headers: Record<string, string> = {}) {
+  const req = h.request[method.toLowerCase() as 'get' | 'post' | 'patch' | 'delete'](path).set('Authorization', `Bearer ${writer}`);
+  for (const [k, v] of Object.entries(headers)) void req.set(k, v);
+  const res = body === undefined ? await req : await req.send(body as object);
+  expectConforms(method, template, res.status, res.status === 204 ? undefined : res.body);
+  expect(res.headers['cache-control']).toBe('no-store');
+  return res;
+}
+
+const tokenFor = (clientId: string, secret: string) =>
+  h.request.post('/oauth/token').type('form').set('Authorization', basic(clientId, secret)).send('grant_type=client_credentials');
+
+describe('authorization (RFC 6750)', () => {
+  const get = (auth?: string) => {
+    const req = h.request.get('/admin/clients');
+    return auth ? req.set('Authorization', auth) : req;
+  };
+
+  it('asks for a bearer token without an error code when none is sent', async () => {
+    const res = await get();
+    expect(res.status).toBe(401);
+    expect(res.headers['www-authenticate']).toBe(`Bearer realm="${ISSUER}"`);
+    expect(res.body.error).toBe('invalid_token');
+  });
+
+  it.each([
+    ['a garbage token', () => 'Bearer garbage'],
+    ['a Basic header', () => basic('a', 'b')],
+    ['a token for another audience', async () => {
+      const { client, secret } = await h.createClient({ client_name: 'api user', audience: [API], scope: 'admin:read admin:write' });
+      return `Bearer ${(await tokenFor(client.clientId, secret)).body.access_token as string}`;
+    }],
+  ])('refuses %s with 401 invalid_token', async (_label, auth) => {
+    const res = await get(await auth());
+    expect(res.status).toBe(401);
+    expect(res.body.error).toBe('invalid_token');
+    expect(res.headers['www-authenticate']).toMatch(/^Bearer realm="[^"]+", error="invalid_token"/);
+  });
+
+  it('refuses a write with admin:read only: 403 insufficient_scope naming the scope', async () => {
+    expect((await get(`Bearer ${reader}`)).status).toBe(200);
+    const res = await h.request.post('/admin/clients').set('Authorization', `Bearer ${reader}`).send({ client_name: 'x' });
+    expect(res.status).toBe(403);
+    expect(res.body.error).toBe('insufficient_scope');
+    expect(res.headers['www-authenticate']).toMatch(/error="insufficient_scope".*scope="admin:write"/);
+  });
+
+  it('refuses an expired token, and the token of a disabled admin client', async () => {
+    const { token, clientId } = await adminToken('admin:read');
+    h.clock.advance(3600 + h.config.clockLeeway + 1);
+    expect((await get(`Bearer ${token}`)).status).toBe(401);
+    h.clock.sync();
+    expect((await get(`Bearer ${token}`)).status).toBe(200);
+    await setClientEnabled(h.service, clientId, false);
+    expect((await get(`Bearer ${token}`)).status).toBe(401);
+  });
+});
+
+describe('client lifecycle through the API', () => {
+  it('create → token → rotate → both secrets work → old expires → delete → refused and inactive', async () => {
+    const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'billing', scope: 'read:data', audience: [API], introspection_audiences: [] });
+    expect(created.status).toBe(201);
+    expect(created.headers.location).toBe(`/admin/clients/${created.body.client_id as string}`);
+    const { client_id: id, client_secret: first } = created.body as { client_id: string; client_secret: string };
+    expect(first).toMatch(/^tsec_/);
+
+    const issued = await tokenFor(id, first);
+    expect(issued.status).toBe(200);
+
+    const rotated = await call('POST', `/admin/clients/${id}/secrets`, '/admin/clients/{client_id}/secrets', { previous_secret_expires_in: 600 });
+    expect(rotated.status).toBe(201);
+    const second = rotated.body.client_secret as string;
+    expect((await tokenFor(id, first)).status).toBe(200);
+    expect((await tokenFor(id, second)).status).toBe(200);
+
+    const secrets = await call('GET', `/admin/clients/${id}/secrets`, '/admin/clients/{client_id}/secrets');
+    expect(secrets.body.items).toHaveLength(2);
+    expect(secrets.body.items.every((s: { last_used_at: string | null }) => s.last_used_at !== null)).toBe(true);
+
+    h.clock.advance(600);
+    expect((await tokenFor(id, first)).status).toBe(401);
+    expect((await tokenFor(id, second)).status).toBe(200);
+    h.clock.sync();
+
+    expect((await call('DELETE', `/admin/clients/${id}`, '/admin/clients/{client_id}')).status).toBe(204);
+    expect((await tokenFor(id, second)).status).toBe(401);
+    const { client, secret } = await h.createClient({ client_name: 'rs', grant_types: [], introspection_audiences: ['*'] });
+    const introspected = await h.request.post('/oauth/introspect').type('form').set('Authorization', basic(client.clientId, secret)).send(`token=${issued.body.access_token as string}`);
+    expect(introspected.body).toEqual({ active: false });
+    expect((await call('GET', `/admin/clients/${id}`, '/admin/clients/{client_id}')).status).toBe(404);
+  });
+
+  it('revokes one secret at once, and every token of a client', async () => {
+    const { body } = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'revocable', audience: [API] });
+    const id = body.client_id as string;
+    const [secret] = (await call('GET', `/admin/clients/${id}/secrets`, '/admin/clients/{client_id}/secrets')).body.items as { id: string }[];
+    const token = (await tokenFor(id, body.client_secret as string)).body.access_token as string;
+
+    const revoked = await call('POST', `/admin/clients/${id}/revoke-tokens`, '/admin/clients/{client_id}/revoke-tokens');
+    expect(revoked.body).toEqual({ client_id: id, tokens_revoked_before: expect.any(String) });
+    const rs = await h.createClient({ client_name: 'rs2', grant_types: [], introspection_audiences: [API] });
+    const active = async (t: string) =>
+      (await h.request.post('/oauth/introspect').type('form').set('Authorization', basic(rs.client.clientId, rs.secret)).send(`token=${t}`)).body.active as boolean;
+    expect(await active(token)).toBe(false);
+
+    expect((await call('DELETE', `/admin/clients/${id}/secrets/${secret!.id}`, '/admin/clients/{client_id}/secrets/{secret_id}')).status).toBe(204);
+    expect((await tokenFor(id, body.client_secret as string)).status).toBe(401);
+    expect((await call('DELETE', `/admin/clients/${id}/secrets/nope`, '/admin/clients/{client_id}/secrets/{secret_id}')).status).toBe(404);
+  });
+
+  it('revokes one token by jti', async () => {
+    const { body } = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'by-jti', audience: [API] });
+    const token = (await tokenFor(body.client_id as string, body.client_secret as string)).body.access_token as string;
+    const { jti } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { jti: string };
+    expect((await call('DELETE', `/admin/tokens/${jti}`, '/admin/tokens/{jti}')).status).toBe(204);
+    const rows = await h.db.selectFrom('revoked_tokens').selectAll().where('jti', '=', jti).execute();
+    expect(rows).toHaveLength(1);
+    expect((await call('DELETE', '/admin/tokens/unknown-jti', '/admin/tokens/{jti}')).status).toBe(404);
+  });
+});
+
+describe('validation', () => {
+  const invalid: [string, unknown, string][] = [
+    ['an unknown field', { client_name: 'x', colour: 'blue' }, 'colour'],
+    ['a read-only field', { client_name: 'x', created_at: '2026-01-01T00:00:00Z' }, 'created_at'],
+    ['a missing name', { scope: 'a' }, 'client_name'],
+    ['a name of the wrong type', { client_name: 42 }, 'client_name'],
+    ['a bad client_id', { client_name: 'x', client_id: 'a b' }, 'client_id'],
+    ['a bad scope token', { client_name: 'x', scope: 'a "b' }, 'scope'],
+    ['a default scope outside scope', { client_name: 'x', scope: 'a', default_scope: 'b' }, 'default_scope'],
+    ['a non-array audience', { client_name: 'x', audience: API }, 'audience'],
+    ['a relative audience', { client_name: 'x', audience: ['api'] }, 'audience'],
+    ['a default audience not allowed', { client_name: 'x', audience: [API], default_audience: 'https://b.example' }, 'default_audience'],
+    ['bad introspection audiences', { client_name: 'x', introspection_audiences: ['*', API] }, 'introspection_audiences'],
+    ['an unsupported grant type', { client_name: 'x', grant_types: ['password'] }, 'grant_types'],
+    ['an unknown auth method', { client_name: 'x', token_endpoint_auth_method: 'private_key_jwt' }, 'token_endpoint_auth_method'],
+    ['a lifetime too long', { client_name: 'x', access_token_ttl: 10_000_000 }, 'access_token_ttl'],
+    ['a fractional lifetime', { client_name: 'x', access_token_ttl: 1.5 }, 'access_token_ttl'],
+    ['a non-boolean enabled', { client_name: 'x', enabled: 'yes' }, 'enabled'],
+    ['an array body', [], 'body'],
+  ];
+  it.each(invalid)('rejects %s with 400 naming the field', async (_label, body, field) => {
+    const res = await call('POST', '/admin/clients', '/admin/clients', body);
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ error: 'invalid_request', field });
+  });
+
+  it('rejects invalid JSON (400) and other media types (415)', async () => {
+    const bad = await h.request.post('/admin/clients').set('Authorization', `Bearer ${writer}`).set('Content-Type', 'application/json').send('{"client_name":');
+    expect(bad.status).toBe(400);
+    expect(bad.body.field).toBe('body');
+    const form = await h.request.post('/admin/clients').set('Authorization', `Bearer ${writer}`).type('form').send('client_name=x');
+    expect(form.status).toBe(415);
+    expectConforms('POST', '/admin/clients', 415, form.body);
+  });
+
+  it('answers a duplicate client_id with 409 and unknown ids with 404', async () => {
+    await call('POST', '/admin/clients', '/admin/clients', { client_name: 'a', client_id: 'dup-client' });
+    const dup = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'b', client_id: 'dup-client' });
+    expect(dup.status).toBe(409);
+    expect(dup.body.field).toBe('client_id');
+    for (const [method, path, template] of [
+      ['GET', '/admin/clients/ghost', '/admin/clients/{client_id}'],
+      ['DELETE', '/admin/clients/ghost', '/admin/clients/{client_id}'],
+      ['GET', '/admin/clients/ghost/secrets', '/admin/clients/{client_id}/secrets'],
+      ['POST', '/admin/clients/ghost/revoke-tokens', '/admin/clients/{client_id}/revoke-tokens'],
+      ['GET', '/admin/audit-events/ghost', '/admin/audit-events/{id}'],
+    ] as const) {
+      expect((await call(method, path, template)).status).toBe(404);
+    }
+  });
+});
+
+describe('updates with ETag / If-Match', () => {
+  it('updates any subset, refuses a stale ETag (412) and a missing one (428)', async () => {
+    const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'editable', scope: 'a b', audience: [API] });
+    const id = created.body.client_id as string;
+    const read = await call('GET', `/admin/clients/${id}`, '/admin/clients/{client_id}');
+    const etag = read.headers.etag!;
+    expect(etag).toBe(created.headers.etag);
+
+    const missing = await call('PATCH', `/admin/clients/${id}`, '/admin/clients/{client_id}', { description: 'x' });
+    expect(missing.status).toBe(428);
+
+    const updated = await call('PATCH', `/admin/clients/${id}`, '/admin/clients/{client_id}', { description: 'nightly', access_token_ttl: 600 }, { 'If-Match': etag });
+    expect(updated.status).toBe(200);
+    expect(updated.body).toMatchObject({ description: 'nightly', access_token_ttl: 600, scope: 'a b', client_name: 'editable' });
+    expect(updated.headers.etag).not.toBe(etag);
+
+    const stale = await call('PATCH', `/admin/clients/${id}`, '/admin/clients/{client_id}', { description: 'lost update' }, { 'If-Match': etag });
+    expect(stale.status).toBe(412);
+    expect((await call('GET', `/admin/clients/${id}`, '/admin/clients/{client_id}')).body.description).toBe('nightly');
+
+    const readOnly = await call('PATCH', `/admin/clients/${id}`, '/admin/clients/{client_id}', { client_id: 'other' }, { 'If-Match': updated.headers.etag! });
+    expect(readOnly.status).toBe(400);
+    expect(readOnly.body.field).toBe('client_id');
+
+    const inconsistent = await call('PATCH', `/admin/clients/${id}`, '/admin/clients/{client_id}', { scope: 'c' }, { 'If-Match': updated.headers.etag! });
+    expect(inconsistent.status).toBe(400);
+    expect(inconsistent.body.field).toBe('default_scope');
+  });
+
+  it('lets exactly one of two concurrent updates with the same ETag win', async () => {
+    const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'contended' });
+    const id = created.body.client_id as string;
+    const etag = created.headers.etag!;
+    const results = await Promise.all(
+      ['first', 'second', 'third'].map((description) => call('PATCH', `/admin/clients/${id}`, '/admin/clients/{client_id}', { description }, { 'If-Match': etag })),
+    );
+    expect(results.map((r) => r.status).sort()).toEqual([200, 412, 412]);
+    const winner = results.find((r) => r.status === 200)!.body.description as string;
+    expect((await call('GET', `/admin/clients/${id}`, '/admin/clients/{client_id}')).body.description).toBe(winner);
+  });
+});
+
+describe('lists', () => {
+  it('pages clients by cursor without losing or repeating any while others are inserted', async () => {
+    const names = Array.from({ length: 7 }, (_, i) => `paged-${i}`);
+    const ids = new Set<string>();
+    for (const name of names) ids.add((await call('POST', '/admin/clients', '/admin/clients', { client_name: name })).body.client_id as string);
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let insert = 0;
+    do {
+      const query: string = `?limit=3&name_prefix=paged-${cursor ? `&cursor=${cursor}` : ''}`;
+      const res = await call('GET', `/admin/clients${query}`, '/admin/clients');
+      seen.push(...(res.body.items as { client_id: string }[]).map((c) => c.client_id));
+      cursor = res.body.next_cursor as string | null;
+      await call('POST', '/admin/clients', '/admin/clients', { client_name: `paged-late-${insert++}` });
+    } while (cursor);
+
+    expect(new Set(seen).size).toBe(seen.length);
+    for (const id of ids) expect(seen).toContain(id);
+    expect([...seen].sort()).toEqual(seen);
+  });
+
+  it('filters clients by enabled', async () => {
+    await call('POST', '/admin/clients', '/admin/clients', { client_name: 'filter-off', enabled: false });
+    const res = await call('GET', '/admin/clients?enabled=false&limit=200', '/admin/clients');
+    expect(res.body.items.length).toBeGreaterThan(0);
+    expect(res.body.items.every((c: { enabled: boolean }) => !c.enabled)).toBe(true);
+  });
+
+  it.each([
+    ['limit=0', 'limit'],
+    ['limit=201', 'limit'],
+    ['cursor=%%%', 'cursor'],
+    ['enabled=maybe', 'enabled'],
+    ['limit=1&limit=2', 'limit'],
+  ])('rejects ?%s naming the parameter', async (query, field) => {
+    const res = await call('GET', `/admin/clients?${query}`, '/admin/clients');
+    expect(res.status).toBe(400);
+    expect(res.body.field).toBe(field);
+  });
+
+  it('lists audit events newest first, filtered, paged, and one by id', async () => {
+    const { body } = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'audited', audience: [API] });
+    const id = body.client_id as string;
+    await tokenFor(id, body.client_secret as string);
+    await tokenFor(id, 'wrong');
+
+    const all = await call('GET', `/admin/audit-events?client_id=${id}`, '/admin/audit-events');
+    expect(all.body.items.map((e: { type: string }) => e.type)).toEqual(['token.failed', 'token.issued', 'client.created']);
+    expect(all.body.items[2].details).toEqual({ actor: adminId });
+
+    const failures = await call('GET', `/admin/audit-events?client_id=${id}&outcome=failure`, '/admin/audit-events');
+    expect(failures.body.items).toHaveLength(1);
+    const issued = await call('GET', `/admin/audit-events?client_id=${id}&type=token.issued`, '/admin/audit-events');
+    expect(issued.body.items).toHaveLength(1);
+
+    const first = await call('GET', `/admin/audit-events?client_id=${id}&limit=2`, '/admin/audit-events');
+    const second = await call('GET', `/admin/audit-events?client_id=${id}&limit=2&cursor=${first.body.next_cursor as string}`, '/admin/audit-events');
+    expect([...first.body.items, ...second.body.items].map((e: { id: string }) => e.id)).toEqual(all.body.items.map((e: { id: string }) => e.id));
+    expect(second.body.next_cursor).toBeNull();
+
+    const future = await call('GET', `/admin/audit-events?client_id=${id}&since=2999-01-01T00:00:00Z`, '/admin/audit-events');
+    expect(future.body.items).toEqual([]);
+    const past = await call('GET', `/admin/audit-events?client_id=${id}&until=2000-01-01T00:00:00Z`, '/admin/audit-events');
+    expect(past.body.items).toEqual([]);
+    const bad = await call('GET', '/admin/audit-events?since=yesterday', '/admin/audit-events');
+    expect(bad.body.field).toBe('since');
+
+    const one = await call('GET', `/admin/audit-events/${all.body.items[1].id as string}`, '/admin/audit-events/{id}');
+    expect(one.body).toEqual(all.body.items[1]);
+  });
+
+  it('lists the signing keys without key material', async () => {
+    const res = await call('GET', '/admin/keys', '/admin/keys');
+    expect(res.body.items).toEqual([{ kid: h.keystore.active.kid, state: 'active', created_at: expect.any(String), activated_at: expect.any(String), retired_at: null }]);
+  });
+});
+
+describe('audit of admin writes, and secrets', () => {
+  it('records every write with the admin client as actor and the changed fields', async () => {
+    const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'tracked', audience: [API] });
+    const id = created.body.client_id as string;
+    await call('PATCH', `/admin/clients/${id}`, '/admin/clients/{client_id}', { description: 'd', enabled: false }, { 'If-Match': created.headers.etag! });
+    await call('POST', `/admin/clients/${id}/secrets`, '/admin/clients/{client_id}/secrets');
+    await call('DELETE', `/admin/clients/${id}`, '/admin/clients/{client_id}');
+    const rows = (await h.auditRows('client.')).filter((r) => r.client_id === id);
+    expect(rows.map((r) => [r.type, JSON.parse(r.details!) as unknown])).toEqual([
+      ['client.created', { actor: adminId }],
+      ['client.updated', { actor: adminId, changed: ['description', 'enabled'] }],
+      ['client.secret_rotated', { actor: adminId, previous_secret_expires_in: 86_400 }],
+      ['client.deleted', { actor: adminId }],
+    ]);
+  });
+
+  it('never returns or logs a secret hash, and shows a secret only in the response that creates it', async () => {
+    const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'hashes', audience: [API] });
+    const id = created.body.client_id as string;
+    await call('POST', `/admin/clients/${id}/secrets`, '/admin/clients/{client_id}/secrets');
+    const hashes = (await h.db.selectFrom('client_secrets').select('hash').execute()).map((r) => r.hash);
+    const responses = [
+      await call('GET', `/admin/clients/${id}`, '/admin/clients/{client_id}'),
+      await call('GET', '/admin/clients?limit=200', '/admin/clients'),
+      await call('GET', `/admin/clients/${id}/secrets`, '/admin/clients/{client_id}/secrets'),
+      await call('GET', '/admin/audit-events?limit=200', '/admin/audit-events'),
+    ];
+    const everything = responses.map((r) => r.text).join('') + JSON.stringify(h.logLines);
+    for (const hash of hashes) expect(everything).not.toContain(hash);
+    expect(everything).not.toContain('$argon2');
+    expect(everything).not.toContain(created.body.client_secret);
+    expect(everything).not.toContain(writer);
+  });
+});
+
+describe('OpenAPI document', () => {
+  it('is served publicly as OpenAPI 3.1', async () => {
+    const res = await h.request.get('/admin/openapi.json');
+    expect(res.status).toBe(200);
+    expect(res.body.openapi).toBe('3.1.0');
+    expect(res.body).toEqual(JSON.parse(JSON.stringify(openApiDocument)));
+  });
+
+  it('is really checked: a response that breaks the document fails the check', () => {
+    expect(() => expectConforms('GET', '/admin/keys', 200, { items: [{ kid: 1, state: 'active' }] })).toThrow();
+    expect(() => expectConforms('GET', '/admin/clients', 200, { items: [], next_cursor: null, extra: true })).toThrow();
+    expect(() => expectConforms('GET', '/admin/keys', 418, {})).toThrow();
+    expect(() => expectConforms('GET', '/admin/nowhere', 200, {})).toThrow();
+  });
+
+  it('describes every admin route and method, and nothing else', () => {
+    const table = adminRoutes({ db: h.db } as never);
+    const fromRoutes = Object.entries(table)
+      .filter(([path]) => path !== '/admin/openapi.json')
+      .flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m} ${path.replace(/:(\w+)/g, '{$1}')}`));
+    const fromDoc = Object.entries(openApiDocument.paths).flatMap(([path, item]) =>
+      Object.keys(item)
+        .filter((k) => k !== 'parameters')
+        .map((m) => `${m.toUpperCase()} ${path}`),
+    );
+    expect(fromDoc.sort()).toEqual(fromRoutes.sort());
+  });
+});

@@ -5,6 +5,10 @@
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
+import { adminClientSettings } from '../admin/bootstrap.js';
+import { presentAuditEvent } from '../admin/audit-events.js';
+import { adminAudience } from '../admin/authorize.js';
+import { listAuditEvents } from '../audit/audit-event.repository.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { presentClient } from '../clients/client.js';
 import { InvalidSettingError } from '../clients/client-settings.js';
@@ -17,6 +21,8 @@ import {
   revokeClientTokens,
   rotateSecret,
   setClientEnabled,
+  updateClientSettings,
+  type ClientPatch,
   type ClientServiceDeps,
 } from '../clients/client.service.js';
 import { SecretHasher } from '../clients/secret.js';
@@ -24,6 +30,7 @@ import { systemClock } from '../clock.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { openDatabase, type Db } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
+import { loadKeystore } from '../keys/keystore.js';
 import { createLogger } from '../log.js';
 
 export interface CliIo {
@@ -45,7 +52,9 @@ commands:
       --introspect <uri>|"*"               audience whose tokens it may introspect and revoke; repeat for several
       --lifetime <seconds>                 access-token lifetime (default: ACCESS_TOKEN_TTL)
       --auth-method client_secret_basic|client_secret_post   (default: client_secret_basic)
+      --admin                              an admin client: may get tokens for <ISSUER>/admin with admin:read admin:write
       --disabled                           create it disabled
+  clients update <client_id> [options]     change settings: the options of create except --id, --admin and --disabled
   clients list                             list clients (never secrets)
   clients get <client_id>                  show one client
   clients rotate-secret <client_id> [--previous-expires-in <seconds>]
@@ -54,6 +63,9 @@ commands:
   clients enable <client_id>
   clients delete <client_id>               delete it and its secrets; its tokens become inactive
   clients revoke-tokens <client_id>        make every token it holds now inactive
+  keys list                                signing keys: kid, state, times (never key material)
+  audit tail [--limit <n>] [--client-id <id>] [--type <type>]
+                                           the latest audit events, oldest first (default 20)
 
 every command takes --json: one JSON value on stdout.
 environment: DATABASE_URL, ACCESS_TOKEN_TTL, ACCESS_TOKEN_MAX_TTL, ARGON2_* (see README).
@@ -75,6 +87,10 @@ const OPTIONS = {
   lifetime: { type: 'string' },
   'auth-method': { type: 'string' },
   disabled: { type: 'boolean' },
+  admin: { type: 'boolean' },
+  limit: { type: 'string' },
+  'client-id': { type: 'string' },
+  type: { type: 'string' },
   'previous-expires-in': { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
@@ -89,6 +105,7 @@ function seconds(flag: string, raw: string | undefined): number | undefined {
 /** Runs one CLI invocation; resolves to the process exit code. */
 export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io: CliIo): Promise<number> {
   let db: Db | undefined;
+  let issuer = '';
   try {
     const { values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
     const [group, action, ...rest] = positionals;
@@ -98,6 +115,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
     }
 
     const config = loadConfig(env);
+    issuer = config.issuer;
     db = openDatabase(config.databasePath);
     const applied = await migrateToLatest(db);
     const deps: ClientServiceDeps = {
@@ -117,8 +135,28 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
         out({ applied }, applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
         return 0;
       case 'clients create':
-        await createCommand(deps, values, out, io);
+        await createCommand(deps, values, out, io, issuer);
         return 0;
+      case 'clients update': {
+        const clientId = required(rest[0], 'client_id');
+        const { client, changed } = await updateClientSettings(deps, clientId, settingsFrom(values));
+        out(presentClient(client), changed.length ? `${clientId} updated: ${changed.join(', ')}\n` : `${clientId} unchanged\n`);
+        return 0;
+      }
+      case 'keys list': {
+        const keys = (await loadKeystore({ dir: config.keysDir, clock: systemClock })).list();
+        const items = keys.map((k) => ({ kid: k.kid, state: k.state, created_at: new Date(k.createdAt * 1000).toISOString() }));
+        out(items, items.map((k) => `${k.kid}\t${k.state}\t${k.created_at}\n`).join(''));
+        return 0;
+      }
+      case 'audit tail': {
+        const limit = Number(values.limit ?? 20);
+        if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new UsageError('--limit must be a whole number from 1 to 1000');
+        const rows = await listAuditEvents(db, { limit, clientId: values['client-id'], type: values.type });
+        const events = rows.reverse().map(presentAuditEvent);
+        out(events, events.map((e) => `${e.occurred_at} ${e.type} ${e.outcome} ${e.client_id ?? '-'}${e.reason ? ` (${e.reason})` : ''}\n`).join(''));
+        return 0;
+      }
       case 'clients list': {
         const clients = (await listClients(db)).map(presentClient);
         out(clients, clients.map((c) => `${c.client_id}\t${c.client_name}\t${c.enabled ? 'enabled' : 'disabled'}\n`).join(''));
@@ -188,10 +226,9 @@ function required(value: string | undefined, name: string): string {
   return value;
 }
 
-async function createCommand(deps: ClientServiceDeps, values: Values, out: (json: unknown, text: string) => unknown, io: CliIo): Promise<void> {
-  const authMethod = values['auth-method'];
-  const { client, clientSecret } = await createClient(deps, {
-    client_id: values.id,
+/** The settings named by flags; flags not given are left out, so `update` changes only those. */
+function settingsFrom(values: Values): ClientPatch {
+  const settings: ClientPatch = {
     client_name: values.name,
     description: values.description,
     scope: values.scope,
@@ -199,12 +236,23 @@ async function createCommand(deps: ClientServiceDeps, values: Values, out: (json
     audience: values.audience,
     default_audience: values['default-audience'],
     introspection_audiences: values.introspect,
-    token_endpoint_auth_method: authMethod,
+    token_endpoint_auth_method: values['auth-method'],
     access_token_ttl: seconds('lifetime', values.lifetime),
-    enabled: !values.disabled,
-  });
-  const { client_id, ...settings } = presentClient(client);
-  const json = { client_id, client_secret: clientSecret, ...settings };
+  };
+  return Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
+}
+
+async function createCommand(deps: ClientServiceDeps, values: Values, out: (json: unknown, text: string) => unknown, io: CliIo, issuer: string): Promise<void> {
+  const settings = settingsFrom(values);
+  if (values.admin) {
+    const admin = adminClientSettings(issuer);
+    settings.audience = [...new Set([...(settings.audience ?? []), ...admin.audience])];
+    settings.scope = [...new Set([...(settings.scope ?? '').split(' ').filter(Boolean), ...admin.scope.split(' ')])].join(' ');
+    if (settings.default_audience === undefined && settings.audience.length > 1) settings.default_audience = adminAudience(issuer);
+  }
+  const { client, clientSecret } = await createClient(deps, { ...settings, client_id: values.id, enabled: !values.disabled });
+  const { client_id, ...shown } = presentClient(client);
+  const json = { client_id, client_secret: clientSecret, ...shown };
   out(json, `client_id:     ${client.clientId}\nclient_secret: ${clientSecret}\n`);
   if (!values.json) io.stderr.write('Store the secret now: it cannot be shown again.\n');
 }

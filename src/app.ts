@@ -21,6 +21,7 @@ import { routes } from './http/routes.js';
 import { introspectEndpoint, revokeEndpoint } from './introspection/index.js';
 import { createTokenInspector } from './introspection/inspect-token.js';
 import { createTokenVerifier } from './introspection/verify-token.js';
+import type { KeyManager } from './keys/key-manager.js';
 import type { Keystore } from './keys/keystore.js';
 import type { Logger } from './log.js';
 import { createProvider } from './provider/create-provider.js';
@@ -29,14 +30,14 @@ import { tokenEndpoint, tokenHooks } from './token/index.js';
 
 export interface AppDeps {
   readonly db: Db;
-  readonly keystore: Keystore;
+  readonly keys: KeyManager;
   readonly hasher: SecretHasher;
   readonly log: Logger;
   readonly clock: Clock;
 }
 
 export function createApp(config: Config, deps: AppDeps): Koa {
-  const { db, keystore, hasher, log, clock } = deps;
+  const { db, keys, hasher, log, clock } = deps;
 
   const verified = new VerifiedCredentialCache({ ttlMs: config.credentialCacheTtl * 1000, maxEntries: config.credentialCacheSize, clock });
   const authenticate = createAuthenticator({ db, hasher, verified, clock });
@@ -44,25 +45,28 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   const hooks = tokenHooks({
     authenticate,
     log,
-    keystore,
+    keys,
     limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl },
   });
-  const provider = createProvider({
-    issuer: config.issuer,
-    keystore,
-    lookup: (clientId) => findClient(db, clientId),
-    hooks,
-    trustProxy: config.trustProxy,
+  // oidc-provider's keystore is fixed when it is built, so a new active key means a new engine.
+  // Its middleware runs inside our context, so the audit step sees its answer before it is sent.
+  const buildEngine = (keystore: Keystore) =>
+    compose(createProvider({ issuer: config.issuer, keystore, lookup: (clientId) => findClient(db, clientId), hooks, trustProxy: config.trustProxy }).middleware);
+  let engine = buildEngine(keys.current);
+  let signingKid = keys.current.active.kid;
+  keys.onChange((keystore) => {
+    if (keystore.active.kid === signingKid) return;
+    engine = buildEngine(keystore);
+    signingKid = keystore.active.kid;
   });
   const token = tokenEndpoint({
-    // oidc-provider's own middleware runs inside our context, so the audit step sees its answer before it is sent.
-    engine: compose(provider.middleware),
+    engine: (ctx, next) => engine(ctx, next),
     auditLog,
     log,
     issuer: config.issuer,
   });
   const verify = createTokenVerifier({
-    keystore,
+    keys,
     issuer: config.issuer,
     clock,
     leeway: config.clockLeeway,
@@ -75,7 +79,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     service: { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl }, auditLog },
     inspect,
     auditLog,
-    keystore,
+    keys,
     clock,
     issuer: config.issuer,
     bodyLimit: config.adminBodyLimit,
@@ -89,7 +93,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
       [TOKEN_PATH]: { POST: token },
       [INTROSPECTION_PATH]: { POST: [noStore, introspectEndpoint(introspection)] },
       [REVOCATION_PATH]: { POST: [noStore, revokeEndpoint(introspection)] },
-      [JWKS_PATH]: { GET: [serveJwks(keystore, config.jwksMaxAge)] },
+      [JWKS_PATH]: { GET: [serveJwks(keys, config.jwksMaxAge)] },
       ...Object.fromEntries(DISCOVERY_PATHS.map((path) => [path, { GET: [metadata] }])),
       ...admin,
     }),

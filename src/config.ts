@@ -27,6 +27,12 @@ export interface Config {
   readonly accessTokenMaxTtl: number;
   /** Clock skew tolerated when judging a token's exp and iat at introspection, in seconds. */
   readonly clockLeeway: number;
+  /** RSA modulus length of new signing keys. */
+  readonly keySize: 2048 | 3072 | 4096;
+  /** Days between automatic key rotations; 0: only when an operator rotates. */
+  readonly keyRotationDays: number;
+  /** Seconds between re-reads of KEYS_DIR, so changes made elsewhere arrive without a restart. */
+  readonly keyReloadInterval: number;
   /** Seconds gateways may cache the JWKS (Cache-Control max-age). */
   readonly jwksMaxAge: number;
   readonly argon2: Argon2Params;
@@ -99,6 +105,10 @@ export function loadConfig(env: Env = process.env): Config {
 
   const jwksMaxAge = int('JWKS_MAX_AGE', 300, 0, 86_400);
   const clockLeeway = int('CLOCK_LEEWAY', 10, 0, 300);
+  const keySize = int('KEY_SIZE', 2048, 2048, 4096);
+  if (![2048, 3072, 4096].includes(keySize)) problems.push(`KEY_SIZE must be 2048, 3072 or 4096, got ${keySize}`);
+  const keyRotationDays = int('KEY_ROTATION_DAYS', 0, 0, 3650);
+  const keyReloadInterval = int('KEY_RELOAD_INTERVAL', 5, 1, 300);
   const credentialCacheTtl = int('CREDENTIAL_CACHE_TTL', 300, 0, 86_400);
   const credentialCacheSize = int('CREDENTIAL_CACHE_SIZE', 10_000, 1, 10_000_000);
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
@@ -122,6 +132,9 @@ export function loadConfig(env: Env = process.env): Config {
     accessTokenTtl,
     accessTokenMaxTtl,
     jwksMaxAge,
+    keySize: keySize as Config['keySize'],
+    keyRotationDays,
+    keyReloadInterval,
     clockLeeway,
     argon2: Object.freeze(argon2),
     credentialCacheTtl,

@@ -13,7 +13,8 @@ import { ConfigError, loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
 import { startRevocationPruner } from './introspection/prune.js';
-import { KeystoreError, loadKeystore } from './keys/keystore.js';
+import { KeyManager, auditKeyEvents, keyPolicy } from './keys/key-manager.js';
+import { KeystoreError } from './keys/keystore.js';
 import { createLogger } from './log.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
@@ -24,18 +25,19 @@ async function main(): Promise<void> {
   const db = openDatabase(config.databasePath);
   const applied = await migrateToLatest(db);
   if (applied.length > 0) log.info({ migrations: applied }, 'database migrated');
-  const keystore = await loadKeystore({ dir: config.keysDir, clock: systemClock });
+  const auditLog = new AuditLog(db, log, systemClock);
+  const keys = await KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(auditLog), log);
+  const stopKeys = keys.start();
   const hasher = new SecretHasher(config.argon2);
   if (config.bootstrapAdmin) {
-    const auditLog = new AuditLog(db, log, systemClock);
     const limits = { maxAccessTokenTtl: config.accessTokenMaxTtl };
     const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits, auditLog, actor: 'bootstrap' }, config.issuer);
     if (admin) printBootstrapAdmin(admin.client.clientId, admin.clientSecret, config.issuer);
   }
-  log.info({ kid: keystore.active.kid }, 'signing key loaded');
 
   const stopPruner = startRevocationPruner(db, systemClock, config.clockLeeway, log);
-  const app = createApp(config, { db, keystore, hasher, log, clock: systemClock });
+  log.info({ kid: keys.current.active.kid }, 'signing key loaded');
+  const app = createApp(config, { db, keys, hasher, log, clock: systemClock });
   const server: Server = app.listen(config.port, config.host);
   // Slow or idle clients must not hold sockets open indefinitely.
   server.headersTimeout = 10_000;
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
     stopPruner();
+    stopKeys();
     server.close(() => {
       void db.destroy().then(() => {
         clearTimeout(force);

@@ -11,7 +11,7 @@ import type { Db } from '../db/database.js';
 import { noStore } from '../http/headers.js';
 import type { RouteTable } from '../http/routes.js';
 import type { TokenInspector } from '../introspection/inspect-token.js';
-import type { Keystore } from '../keys/keystore.js';
+import type { KeyManager } from '../keys/key-manager.js';
 import { adminErrors } from './admin-error.js';
 import { auditHandlers } from './audit-events.js';
 import { authorizeAdmin } from './authorize.js';
@@ -26,7 +26,7 @@ export interface AdminDeps {
   readonly service: Omit<ClientServiceDeps, 'actor'>;
   readonly inspect: TokenInspector;
   readonly auditLog: AuditLog;
-  readonly keystore: Keystore;
+  readonly keys: KeyManager;
   readonly clock: Clock;
   readonly issuer: string;
   readonly bodyLimit: number;
@@ -37,7 +37,7 @@ export function adminRoutes(deps: AdminDeps): RouteTable {
   const clients = clientHandlers({ service: deps.service, bodyLimit: deps.bodyLimit });
   const audit = auditHandlers(deps.db);
   const tokens = tokenHandlers(deps.db, deps.auditLog, deps.clock);
-  const keys = keyHandlers(deps.keystore);
+  const keys = keyHandlers(deps.keys);
   const openApi = JSON.stringify(openApiDocument);
 
   return {
@@ -59,5 +59,7 @@ export function adminRoutes(deps: AdminDeps): RouteTable {
     '/admin/audit-events': { GET: guarded(audit.list) },
     '/admin/audit-events/:id': { GET: guarded(audit.get) },
     '/admin/keys': { GET: guarded(keys.list) },
+    '/admin/keys/rotate': { POST: guarded(keys.rotate) },
+    '/admin/keys/:kid/revoke': { POST: guarded(keys.revoke) },
   };
 }

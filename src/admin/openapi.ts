@@ -44,6 +44,16 @@ const clientProperties = {
   updated_at: dateTime,
 };
 
+const keyProperties = {
+  kid: { type: 'string', description: 'RFC 7638 thumbprint' },
+  state: { enum: ['next', 'active', 'retired', 'revoked'] },
+  created_at: dateTime,
+  activate_after: { ...nullableDateTime, description: 'A next key signs from this time' },
+  activated_at: nullableDateTime,
+  retired_at: nullableDateTime,
+  revoked_at: nullableDateTime,
+};
+
 export const openApiDocument = {
   openapi: '3.1.0',
   info: {
@@ -138,20 +148,12 @@ export const openApiDocument = {
         properties: { items: { type: 'array', items: ref('AuditEvent') }, next_cursor: nullableString },
         additionalProperties: false,
       },
-      KeyList: {
+      Key: { type: 'object', required: Object.keys(keyProperties), properties: keyProperties, additionalProperties: false },
+      KeyList: { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('Key') } }, additionalProperties: false },
+      Rotation: {
         type: 'object',
-        required: ['items'],
-        properties: {
-          items: {
-            type: 'array',
-            items: {
-              type: 'object',
-              required: ['kid', 'state', 'created_at', 'activated_at', 'retired_at'],
-              properties: { kid: string, state: { enum: ['next', 'active', 'retired'] }, created_at: dateTime, activated_at: nullableDateTime, retired_at: nullableDateTime },
-              additionalProperties: false,
-            },
-          },
-        },
+        required: [...Object.keys(keyProperties), 'pending_rotation'],
+        properties: { ...keyProperties, pending_rotation: { type: 'boolean', description: 'A next key already existed; nothing was created' } },
         additionalProperties: false,
       },
     },
@@ -253,6 +255,26 @@ export const openApiDocument = {
     },
     '/admin/keys': {
       get: { summary: 'Signing keys: kid, state and times (never key material)', security: read, responses: { '200': { description: 'Keys', ...json(ref('KeyList')) }, ...errorResponses } },
+    },
+    '/admin/keys/rotate': {
+      post: {
+        summary: 'Rotate: a next key, published at once, signing after JWKS_MAX_AGE; {"now": true} promotes it at once',
+        security: write,
+        requestBody: { required: false, ...json({ type: 'object', properties: { now: { type: 'boolean', default: false } }, additionalProperties: false }) },
+        responses: {
+          '201': { description: 'The next key (or, with now, the new active key)', ...json(ref('Rotation')) },
+          '200': { description: 'A rotation was already pending; its next key', ...json(ref('Rotation')) },
+          ...errorResponses,
+        },
+      },
+    },
+    '/admin/keys/{kid}/revoke': {
+      parameters: [{ name: 'kid', in: 'path', required: true, schema: string }],
+      post: {
+        summary: 'Emergency: remove the key from the JWKS at once, make its tokens inactive, and promote a replacement if it was signing',
+        security: write,
+        responses: { '200': { description: 'The revoked key (a tombstone)', ...json(ref('Key')) }, ...errorResponses, ...notFound },
+      },
     },
   },
 } as const;

@@ -12,6 +12,28 @@ import type { NewAuditEventRow } from './audit-event.table.js';
 /** What a caller records; the log assigns the id and the time. */
 export type AuditEvent = Omit<NewAuditEventRow, 'id' | 'occurred_at'>;
 
+/** An event with every field the caller does not name set to null; `details` is serialized. */
+export function auditEvent(
+  fields: Pick<AuditEvent, 'type' | 'outcome'> & Partial<Omit<AuditEvent, 'details'>> & { details?: Record<string, unknown> },
+): AuditEvent {
+  const { details, ...rest } = fields;
+  return {
+    client_id: null,
+    remote_addr: null,
+    user_agent: null,
+    request_id: null,
+    requested_scope: null,
+    granted_scope: null,
+    audience: null,
+    jti: null,
+    token_expires_at: null,
+    error: null,
+    reason: null,
+    ...rest,
+    details: details === undefined ? null : JSON.stringify(details),
+  };
+}
+
 let lastMs = 0;
 let sequence = 0;
 

@@ -7,6 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 import { adminClientSettings } from '../admin/bootstrap.js';
 import { presentAuditEvent } from '../admin/audit-events.js';
+import { presentKey } from '../admin/tokens-and-keys.js';
 import { adminAudience } from '../admin/authorize.js';
 import { listAuditEvents } from '../audit/audit-event.repository.js';
 import { AuditLog } from '../audit/audit-log.js';
@@ -30,7 +31,8 @@ import { systemClock } from '../clock.js';
 import { ConfigError, loadConfig } from '../config.js';
 import { openDatabase, type Db } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
-import { loadKeystore } from '../keys/keystore.js';
+import { KeyManager, auditKeyEvents, keyPolicy } from '../keys/key-manager.js';
+import { KeystoreError } from '../keys/keystore.js';
 import { createLogger } from '../log.js';
 
 export interface CliIo {
@@ -64,10 +66,13 @@ commands:
   clients delete <client_id>               delete it and its secrets; its tokens become inactive
   clients revoke-tokens <client_id>        make every token it holds now inactive
   keys list                                signing keys: kid, state, times (never key material)
+  keys rotate [--now]                      a next key, published now, signing after JWKS_MAX_AGE (--now: at once)
+  keys revoke <kid>                        emergency: out of the JWKS, its tokens inactive, a replacement signs
   audit tail [--limit <n>] [--client-id <id>] [--type <type>]
                                            the latest audit events, oldest first (default 20)
 
 every command takes --json: one JSON value on stdout.
+an id or kid that begins with "-" goes after "--", e.g. tessera keys revoke -- -g9_yLw…
 environment: DATABASE_URL, ACCESS_TOKEN_TTL, ACCESS_TOKEN_MAX_TTL, ARGON2_* (see README).
 `;
 
@@ -88,6 +93,7 @@ const OPTIONS = {
   'auth-method': { type: 'string' },
   disabled: { type: 'boolean' },
   admin: { type: 'boolean' },
+  now: { type: 'boolean' },
   limit: { type: 'string' },
   'client-id': { type: 'string' },
   type: { type: 'string' },
@@ -127,6 +133,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       auditLog: new AuditLog(db, createLogger('silent'), systemClock),
       actor: 'cli',
     };
+    const openKeys = () => KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(deps.auditLog));
     const out = (json: unknown, text: string) => io.stdout.write(values.json ? `${JSON.stringify(json, null, 2)}\n` : text);
 
     const command = [group, action].filter(Boolean).join(' ');
@@ -144,9 +151,25 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
         return 0;
       }
       case 'keys list': {
-        const keys = (await loadKeystore({ dir: config.keysDir, clock: systemClock })).list();
-        const items = keys.map((k) => ({ kid: k.kid, state: k.state, created_at: new Date(k.createdAt * 1000).toISOString() }));
+        const items = (await openKeys()).current.list().map(presentKey);
         out(items, items.map((k) => `${k.kid}\t${k.state}\t${k.created_at}\n`).join(''));
+        return 0;
+      }
+      case 'keys rotate': {
+        const result = await (await openKeys()).rotate({ now: values.now ?? false, actor: 'cli' });
+        const key = presentKey(result.key);
+        out({ ...key, pending_rotation: result.pending }, `${key.kid}\t${key.state}${key.activate_after ? `\tactivates after ${key.activate_after}` : ''}\n`);
+        if (values.now) {
+          io.stderr.write('The new key signs now. Gateways that cached the JWKS before it was published cannot verify its tokens until they refresh (up to JWKS_MAX_AGE).\n');
+        } else if (result.pending) {
+          io.stderr.write('A rotation was already pending; no new key was created.\n');
+        }
+        return 0;
+      }
+      case 'keys revoke': {
+        const kid = required(rest[0], 'kid');
+        const key = presentKey(await (await openKeys()).revoke(kid, 'cli'));
+        out(key, `${kid} revoked: removed from the JWKS, its tokens are inactive\n`);
         return 0;
       }
       case 'audit tail': {
@@ -211,7 +234,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       io.stderr.write(`tessera: invalid ${err.field}: ${err.message}\n`);
       return 1;
     }
-    if (err instanceof ConfigError || err instanceof DuplicateClientError || err instanceof UnknownClientError) {
+    if (err instanceof ConfigError || err instanceof DuplicateClientError || err instanceof UnknownClientError || err instanceof KeystoreError) {
       io.stderr.write(`tessera: ${err.message}\n`);
       return 1;
     }

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 
 import { epochSeconds, type Clock } from '../clock.js';
-import type { AuditLog } from '../audit/audit-log.js';
+import { auditEvent, type AuditLog } from '../audit/audit-log.js';
 import type { Db } from '../db/database.js';
 import { validateNewClient, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
 import { deleteClientRow, expireSecret, expireSecretsAfter, findClient, findSecret, insertClient, insertSecret, updateClient, validSecretIds } from './client.repository.js';
@@ -102,22 +102,7 @@ export async function rotateSecret(deps: ClientServiceDeps, clientId: string, pr
 
 /** One audit row for an operator's change to a client. */
 function recordChange(deps: ClientServiceDeps, type: string, clientId: string, details: Record<string, unknown> = {}): Promise<void> {
-  return deps.auditLog.record({
-    type,
-    outcome: 'success',
-    client_id: clientId,
-    remote_addr: null,
-    user_agent: null,
-    request_id: null,
-    requested_scope: null,
-    granted_scope: null,
-    audience: null,
-    jti: null,
-    token_expires_at: null,
-    error: null,
-    reason: null,
-    details: JSON.stringify({ actor: deps.actor, ...details }),
-  });
+  return deps.auditLog.record(auditEvent({ type, outcome: 'success', client_id: clientId, details: { actor: deps.actor, ...details } }));
 }
 
 async function updateOrThrow(deps: ClientServiceDeps, clientId: string, update: Parameters<typeof updateClient>[2]): Promise<void> {

@@ -2,16 +2,13 @@
  * The JWK Set (RFC 7517) gateways verify tokens with: public members only, cacheable for
  * JWKS_MAX_AGE seconds, with an ETag so a revalidation costs a 304.
  */
-import { createHash } from 'node:crypto';
-
 import type { Middleware } from 'koa';
 
 import type { Keystore } from '../keys/keystore.js';
 
-export function serveJwks(keystore: Keystore, maxAge: number): Middleware {
-  const body = JSON.stringify(keystore.publicJwks());
-  const etag = createHash('sha256').update(body).digest('base64url');
+export function serveJwks(keys: { readonly current: Keystore }, maxAge: number): Middleware {
   return function serveJwks(ctx) {
+    const { jwksBody: body, jwksEtag: etag } = keys.current;
     ctx.set('Cache-Control', `public, max-age=${maxAge}`);
     ctx.type = 'application/jwk-set+json';
     ctx.etag = etag;

@@ -9,7 +9,7 @@
  */
 import type { Context, Middleware } from 'koa';
 
-import { scrub, type AuditEvent, type AuditLog } from '../audit/audit-log.js';
+import { auditEvent, scrub, type AuditEvent, type AuditLog } from '../audit/audit-log.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Client } from '../clients/client.js';
 import type { Db } from '../db/database.js';
@@ -47,21 +47,7 @@ function requiredToken(form: Form): string {
 /** Form, caller authentication, one audit row per call, and RFC 6749 §5.2 errors around a handler. */
 function callerEndpoint(type: string, deps: IntrospectionDeps, handle: Handler): Middleware {
   return async function callerEndpoint(ctx: Context) {
-    const event: AuditEvent = {
-      type,
-      outcome: 'failure',
-      client_id: null,
-      remote_addr: scrub(ctx.ip, 64),
-      user_agent: scrub(ctx.get('user-agent')),
-      request_id: requestIdOf(ctx),
-      requested_scope: null,
-      granted_scope: null,
-      audience: null,
-      jti: null,
-      token_expires_at: null,
-      error: null,
-      reason: null,
-    };
+    const event = auditEvent({ type, outcome: 'failure', remote_addr: scrub(ctx.ip, 64), user_agent: scrub(ctx.get('user-agent')), request_id: requestIdOf(ctx) });
     // Known before the body is read, so even a malformed request is attributed to its caller.
     event.client_id = scrub(basicClientId(ctx.get('authorization')));
     try {

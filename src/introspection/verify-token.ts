@@ -25,7 +25,7 @@ export interface AccessTokenClaims {
 export type Verification = { readonly ok: true; readonly claims: AccessTokenClaims } | { readonly ok: false; readonly reason: string };
 
 export interface VerifierOptions {
-  readonly keystore: Keystore;
+  readonly keys: { readonly current: Keystore };
   readonly issuer: string;
   readonly clock: Clock;
   /** Seconds of clock skew tolerated on exp and iat. */
@@ -46,9 +46,9 @@ const JOSE_REASONS: Readonly<Record<string, string>> = {
   [joseErrors.JWTClaimValidationFailed.code]: 'invalid_claims',
 };
 
-export function createTokenVerifier({ keystore, issuer, clock, leeway, maxTokenAge }: VerifierOptions) {
+export function createTokenVerifier({ keys, issuer, clock, leeway, maxTokenAge }: VerifierOptions) {
   const key = (header: JWTHeaderParameters) => {
-    const found = typeof header.kid === 'string' ? keystore.verificationKey(header.kid) : undefined;
+    const found = typeof header.kid === 'string' ? keys.current.verificationKey(header.kid) : undefined;
     if (!found) throw new UnknownKid();
     return found;
   };

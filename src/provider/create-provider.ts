@@ -25,7 +25,8 @@ const off = { enabled: false } as const;
 export function createProvider({ issuer, keystore, lookup, hooks, trustProxy }: ProviderOptions): Provider {
   const configuration: Configuration = {
     adapter: createAdapterFactory(lookup),
-    jwks: keystore.privateJwks(),
+    // Only the active key: the engine signs, and is rebuilt when the active key changes.
+    jwks: keystore.signingJwks(),
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],
     clientDefaults: {
       grant_types: ['client_credentials'],

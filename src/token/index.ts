@@ -29,7 +29,8 @@ import { tokenState } from './request-state.js';
 export interface TokenHookDeps {
   readonly authenticate: Authenticator;
   readonly log: Logger;
-  readonly keystore: Keystore;
+  /** The current signing keys; read on every request, so a rotation applies at once. */
+  readonly keys: { readonly current: Keystore };
   readonly limits: PolicyLimits;
 }
 
@@ -44,7 +45,7 @@ export interface TokenHooks {
   readonly onServerError: (ctx: KoaContextWithOIDC, err: Error) => void;
 }
 
-export function tokenHooks({ authenticate, log, keystore, limits }: TokenHookDeps): TokenHooks {
+export function tokenHooks({ authenticate, log, keys, limits }: TokenHookDeps): TokenHooks {
   // Step 3: evaluated once per request, the first time the engine asks about the audience.
   function grantFor(ctx: KoaContextWithOIDC): Grant {
     const state = tokenState(ctx);
@@ -93,7 +94,7 @@ export function tokenHooks({ authenticate, log, keystore, limits }: TokenHookDep
         scope: grant.scopes.join(' '),
         accessTokenTTL: grant.ttl,
         accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: SIGNING_ALG, kid: keystore.active.kid } },
+        jwt: { sign: { alg: SIGNING_ALG, kid: keys.current.active.kid } },
       };
     },
 

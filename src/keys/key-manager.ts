@@ -1,0 +1,245 @@
+/**
+ * The life of the signing keys in KEYS_DIR, shared by every process that uses the directory
+ * (server instances, the CLI). All changes happen under the directory's lock file; each process
+ * re-reads the directory on a short interval, so a change made anywhere reaches every server
+ * without a restart.
+ *
+ *   rotate  → a `next` key, published at once, activated only after `JWKS_MAX_AGE` plus one reload
+ *             interval, so every gateway cache and every instance has it before it signs;
+ *             then the previous active key is `retired`;
+ *   retire  → kept (published, accepted) until the longest token it can have signed has expired,
+ *             then its file is deleted;
+ *   revoke  → emergency: a tombstone replaces the key at once (gone from the JWKS, its tokens
+ *             inactive), and if it was signing, a next key is promoted, or a new one made, at once.
+ */
+import { mkdir, readdir, stat, chmod } from 'node:fs/promises';
+import { join } from 'node:path';
+
+import { auditEvent, type AuditLog } from '../audit/audit-log.js';
+import { epochSeconds, type Clock } from '../clock.js';
+import type { Config } from '../config.js';
+import type { Logger } from '../log.js';
+import { KeystoreError, generateKeyFile, readKeyFile, removeKeyFile, writeKeyFile, type KeyFile } from './key-file.js';
+import { Keystore, toSigningKey, type SigningKey } from './keystore.js';
+import { withKeyLock } from './lock.js';
+
+export interface KeyPolicy {
+  readonly dir: string;
+  /** RSA modulus length for new keys. */
+  readonly modulusLength: number;
+  /** Seconds gateways may cache the JWKS. */
+  readonly jwksMaxAge: number;
+  /** Seconds between re-reads of the directory. */
+  readonly reloadInterval: number;
+  /** Seconds a retired key stays published: the longest token lifetime plus the clock leeway. */
+  readonly retention: number;
+  /** Days between automatic rotations; 0 turns them off. */
+  readonly rotationDays: number;
+  readonly clock: Clock;
+}
+
+export type KeyEventType = 'key.created' | 'key.activated' | 'key.retired' | 'key.removed' | 'key.revoked';
+
+/** Where key events go: the audit log, with who caused them. */
+export type KeyEventSink = (type: KeyEventType, kid: string, details: Record<string, unknown>) => Promise<void>;
+
+export interface RotationResult {
+  readonly key: SigningKey;
+  /** True when the key signs from now on (`--now`); false while it waits to be published long enough. */
+  readonly active: boolean;
+  /** True when a rotation was already pending and this call created nothing. */
+  readonly pending: boolean;
+}
+
+async function readDirectory(dir: string): Promise<KeyFile[]> {
+  const names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
+  return Promise.all(names.map((name) => readKeyFile(join(dir, name))));
+}
+
+export class KeyManager {
+  #current: Keystore;
+  #fingerprint: string;
+  readonly #listeners: ((keystore: Keystore) => void)[] = [];
+
+  private constructor(
+    private readonly policy: KeyPolicy,
+    private readonly record: KeyEventSink,
+    private readonly log: Logger | undefined,
+    files: KeyFile[],
+  ) {
+    this.#current = new Keystore(files.map(toSigningKey));
+    this.#fingerprint = fingerprint(files);
+  }
+
+  /**
+   * Opens the directory: creates it (0700) and a first active key when it holds none, then applies
+   * any transition that is due. A key file that cannot be trusted stops here with its name.
+   */
+  static async open(policy: KeyPolicy, record: KeyEventSink, log?: Logger): Promise<KeyManager> {
+    await mkdir(policy.dir, { recursive: true, mode: 0o700 });
+    if (((await stat(policy.dir)).mode & 0o077) !== 0) {
+      await chmod(policy.dir, 0o700).catch((cause: unknown) => {
+        throw new KeystoreError('ERR_KEYS_DIR', `keys directory ${policy.dir} is accessible by other users and cannot be restricted to 0700`, { cause });
+      });
+    }
+    const files = await withKeyLock(policy.dir, async () => {
+      await advance(policy, record, 'system');
+      return readDirectory(policy.dir);
+    });
+    return new KeyManager(policy, record, log, files);
+  }
+
+  get current(): Keystore {
+    return this.#current;
+  }
+
+  /** Called with each new snapshot, after the directory changed. */
+  onChange(listener: (keystore: Keystore) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  /** Re-reads the directory; a corrupt file keeps the last good snapshot and is reported. */
+  async reload(): Promise<void> {
+    const files = await readDirectory(this.policy.dir);
+    const next = fingerprint(files);
+    if (next === this.#fingerprint) return;
+    this.#current = new Keystore(files.map(toSigningKey));
+    this.#fingerprint = next;
+    for (const listener of this.#listeners) listener(this.#current);
+  }
+
+  /** Applies due transitions (activation, removal, automatic rotation), then reloads. */
+  async tick(actor = 'scheduler'): Promise<void> {
+    await withKeyLock(this.policy.dir, () => advance(this.policy, this.record, actor));
+    await this.reload();
+  }
+
+  async rotate(options: { now: boolean; actor: string }): Promise<RotationResult> {
+    const result = await withKeyLock(this.policy.dir, async () => {
+      const { clock, dir } = this.policy;
+      const now = epochSeconds(clock);
+      const files = await readDirectory(dir);
+      let next = files.find((f) => f.state === 'next');
+      const pending = next !== undefined;
+      if (!next) {
+        next = await generateKeyFile(this.policy.modulusLength, now, 'next', now + this.policy.jwksMaxAge + this.policy.reloadInterval);
+        await writeKeyFile(dir, next);
+        await this.record('key.created', next.kid, { actor: options.actor, state: 'next', activate_after: next.activate_after });
+      }
+      if (options.now) {
+        next = await promote(this.policy, this.record, files, next, now, options.actor);
+      }
+      return { file: next, pending };
+    });
+    await this.reload();
+    return { key: toSigningKey(result.file), active: result.file.state === 'active', pending: result.pending };
+  }
+
+  async revoke(kid: string, actor: string): Promise<SigningKey> {
+    const revoked = await withKeyLock(this.policy.dir, async () => {
+      const { clock, dir } = this.policy;
+      const now = epochSeconds(clock);
+      const files = await readDirectory(dir);
+      const target = files.find((f) => f.kid === kid && f.state !== 'revoked');
+      if (!target) throw new KeystoreError('ERR_UNKNOWN_KEY', `no usable key ${kid}`);
+
+      const tombstone: KeyFile = { ...target, state: 'revoked', revoked_at: now, private_jwk: undefined };
+      await writeKeyFile(dir, tombstone);
+      await this.record('key.revoked', kid, { actor, was: target.state });
+
+      if (target.state === 'active') {
+        // Emergency: the replacement signs at once, even if it was not yet published long enough.
+        const standby = files.find((f) => f.state === 'next') ?? (await newKey(this.policy, this.record, now, actor));
+        await promote(this.policy, this.record, [], standby, now, actor);
+      }
+      return tombstone;
+    });
+    await this.reload();
+    return toSigningKey(revoked);
+  }
+
+  /** Ticks every reload interval until the returned function is called. */
+  start(): () => void {
+    const timer = setInterval(() => {
+      this.tick().catch((err: unknown) => this.log?.error({ err }, 'signing keys not refreshed; keeping the last good set'));
+    }, this.policy.reloadInterval * 1000);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+}
+
+async function newKey(policy: KeyPolicy, record: KeyEventSink, now: number, actor: string): Promise<KeyFile> {
+  const file = await generateKeyFile(policy.modulusLength, now, 'next', now);
+  await writeKeyFile(policy.dir, file);
+  await record('key.created', file.kid, { actor, state: 'next', activate_after: now });
+  return file;
+}
+
+/** `next` becomes `active`; whatever was active becomes `retired`. Runs under the lock. */
+async function promote(policy: KeyPolicy, record: KeyEventSink, files: KeyFile[], next: KeyFile, now: number, actor: string): Promise<KeyFile> {
+  for (const old of files.filter((f) => f.state === 'active' && f.kid !== next.kid)) {
+    await writeKeyFile(policy.dir, { ...old, state: 'retired', retired_at: now });
+    await record('key.retired', old.kid, { actor });
+  }
+  const promoted: KeyFile = { ...next, state: 'active', activated_at: now, activate_after: null };
+  await writeKeyFile(policy.dir, promoted);
+  await record('key.activated', promoted.kid, { actor });
+  return promoted;
+}
+
+/** Every transition that is due now. Runs under the lock; safe to run from any process, any time. */
+async function advance(policy: KeyPolicy, record: KeyEventSink, actor: string): Promise<void> {
+  const now = epochSeconds(policy.clock);
+  let files = await readDirectory(policy.dir);
+  const usable = () => files.filter((f) => f.state === 'active' || f.state === 'next');
+
+  if (usable().length === 0) {
+    const first = await generateKeyFile(policy.modulusLength, now, 'active', null);
+    await writeKeyFile(policy.dir, first);
+    await record('key.created', first.kid, { actor, state: 'active' });
+    files = await readDirectory(policy.dir);
+  }
+
+  const hasActive = files.some((f) => f.state === 'active');
+  const due = files.filter((f) => f.state === 'next' && (!hasActive || (f.activate_after ?? 0) <= now)).sort((a, b) => a.created_at - b.created_at)[0];
+  if (due) {
+    await promote(policy, record, files, due, now, actor);
+    files = await readDirectory(policy.dir);
+  }
+
+  for (const old of files.filter((f) => f.state === 'retired' && (f.retired_at ?? 0) + policy.retention <= now)) {
+    await removeKeyFile(policy.dir, old.kid);
+    await record('key.removed', old.kid, { actor });
+  }
+
+  const active = files.find((f) => f.state === 'active');
+  const rotationDue = policy.rotationDays > 0 && active && (active.activated_at ?? active.created_at) + policy.rotationDays * 86_400 <= now;
+  if (rotationDue && !files.some((f) => f.state === 'next')) {
+    const next = await generateKeyFile(policy.modulusLength, now, 'next', now + policy.jwksMaxAge + policy.reloadInterval);
+    await writeKeyFile(policy.dir, next);
+    await record('key.created', next.kid, { actor, state: 'next', activate_after: next.activate_after, reason: 'scheduled rotation' });
+  }
+}
+
+function fingerprint(files: KeyFile[]): string {
+  return JSON.stringify(files.map((f) => [f.kid, f.state, f.activated_at, f.retired_at, f.revoked_at]));
+}
+
+/** The key policy a configuration implies: retired keys outlive the longest token plus the leeway. */
+export function keyPolicy(config: Config, clock: Clock): KeyPolicy {
+  return {
+    dir: config.keysDir,
+    modulusLength: config.keySize,
+    jwksMaxAge: config.jwksMaxAge,
+    reloadInterval: config.keyReloadInterval,
+    retention: config.accessTokenMaxTtl + config.clockLeeway,
+    rotationDays: config.keyRotationDays,
+    clock,
+  };
+}
+
+/** Key events as audit rows; the kid goes in the details. */
+export const auditKeyEvents =
+  (auditLog: AuditLog): KeyEventSink =>
+  (type, kid, details) =>
+    auditLog.record(auditEvent({ type, outcome: 'success', details: { kid, ...details } }));

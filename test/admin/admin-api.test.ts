@@ -318,7 +318,9 @@ describe('lists', () => {
 
   it('lists the signing keys without key material', async () => {
     const res = await call('GET', '/admin/keys', '/admin/keys');
-    expect(res.body.items).toEqual([{ kid: h.keystore.active.kid, state: 'active', created_at: expect.any(String), activated_at: expect.any(String), retired_at: null }]);
+    expect(res.body.items).toEqual([
+      { kid: h.keystore.active.kid, state: 'active', created_at: expect.any(String), activate_after: null, activated_at: expect.any(String), retired_at: null, revoked_at: null },
+    ]);
   });
 });
 

@@ -104,6 +104,13 @@ describe('tessera clients create --json', () => {
     expect(res.stderr).toContain(message);
   });
 
+  it('takes an id that begins with "-" after "--" (kids are base64url and often do)', async () => {
+    await cli('clients', 'create', '--name', 'dash', '--id=-dash-id');
+    const res = await cli('clients', 'get', '--json', '--', '-dash-id');
+    expect(res.code).toBe(0);
+    expect(JSON.parse(res.stdout)).toMatchObject({ client_id: '-dash-id' });
+  });
+
   it('refuses a duplicate client_id', async () => {
     await cli('clients', 'create', '--name', 'a', '--id', 'same-id');
     const res = await cli('clients', 'create', '--name', 'b', '--id', 'same-id');
@@ -167,7 +174,7 @@ describe('tessera parity with the admin API', () => {
   it('lists keys and tails the audit log as one JSON value', async () => {
     env.KEYS_DIR = join(dir, 'keys');
     const { stdout: keys } = await cli('keys', 'list', '--json');
-    expect(JSON.parse(keys)).toEqual([{ kid: expect.any(String), state: 'active', created_at: expect.any(String) }]);
+    expect(JSON.parse(keys)).toEqual([expect.objectContaining({ kid: expect.any(String), state: 'active', created_at: expect.any(String), revoked_at: null })]);
 
     const { client_id } = JSON.parse((await cli('clients', 'create', '--name', 't', '--json')).stdout) as { client_id: string };
     await cli('clients', 'disable', client_id);

@@ -28,7 +28,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tessera-e2e-'));
   const port = await freePort();
   issuer = `http://127.0.0.1:${port}`;
-  env = { PORT: String(port), ISSUER: issuer, DATABASE_URL: join(dir, 'data', 'tessera.db'), KEYS_DIR: join(dir, 'keys') };
+  env = { PORT: String(port), ISSUER: issuer, DATABASE_URL: join(dir, 'data', 'tessera.db'), KEYS_DIR: join(dir, 'keys'), KEY_RELOAD_INTERVAL: '1' };
   server = await startServer(env);
   firstStartStderr = server.stderr.join('');
   const { stdout } = await tessera(env, 'clients', 'create', '--name', 'billing-agent', '--scope', 'read:data write:logs', '--audience', API, '--json');
@@ -215,6 +215,35 @@ describe('bootstrap admin', () => {
     await other.exited;
     rmSync(fresh, { recursive: true, force: true });
     expect(other.stderr.join('')).not.toContain('bootstrap admin');
+  });
+});
+
+describe('key changes made by the CLI reach the running server without a restart', () => {
+  const kids = async () => ((await (await fetch(`${issuer}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
+  /** Polls (bounded: 10 s) until the condition holds. */
+  const eventually = async (check: () => Promise<boolean>) => {
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+      if (await check()) return;
+    }
+    throw new Error('condition not met within 10 s');
+  };
+  const signingKid = async () => {
+    const config = await oauth.discovery(new URL(issuer), clientId, undefined, oauth.ClientSecretBasic(clientSecret), { algorithm: 'oauth2', execute: [oauth.allowInsecureRequests] });
+    const { access_token } = await oauth.clientCredentialsGrant(config, {});
+    return { kid: jwt.decode(access_token, { complete: true })!.header.kid!, token: access_token };
+  };
+
+  it('rotate --now: the server publishes and signs with the new key; revoke: the old one is gone', async () => {
+    const before = await signingKid();
+    const rotated = JSON.parse((await tessera(env, 'keys', 'rotate', '--now', '--json')).stdout) as { kid: string; state: string };
+    expect(rotated.state).toBe('active');
+    await eventually(async () => (await signingKid()).kid === rotated.kid);
+    expect(await kids()).toEqual(expect.arrayContaining([before.kid, rotated.kid]));
+
+    // Thumbprints may begin with '-': after '--' they are never read as options.
+    await tessera(env, 'keys', 'revoke', '--', before.kid);
+    await eventually(async () => !(await kids()).includes(before.kid));
+    await expect(jwtVerify(before.token, createRemoteJWKSet(new URL(`${issuer}/.well-known/jwks.json`)), { issuer })).rejects.toThrow();
   });
 });
 

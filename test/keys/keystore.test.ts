@@ -1,12 +1,13 @@
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { calculateJwkThumbprint } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
-import { systemClock } from '../../src/clock.js';
-import { KeystoreError, loadKeystore } from '../../src/keys/keystore.js';
+import { KeyManager, type KeyPolicy } from '../../src/keys/key-manager.js';
+import { KeystoreError } from '../../src/keys/keystore.js';
+import { TestClock } from '../support/harness.js';
 
 let root: string;
 let dir: string;
@@ -16,9 +17,20 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
-const load = () => loadKeystore({ dir, clock: systemClock });
+const policy = (overrides: Partial<KeyPolicy> = {}): KeyPolicy => ({
+  dir,
+  modulusLength: 2048,
+  jwksMaxAge: 300,
+  reloadInterval: 5,
+  retention: 3600,
+  rotationDays: 0,
+  clock: new TestClock(1_800_000_000_000),
+  ...overrides,
+});
+const open = (overrides: Partial<KeyPolicy> = {}) => KeyManager.open(policy(overrides), () => Promise.resolve());
+const keyFiles = () => readdirSync(dir).filter((n) => n.endsWith('.json'));
 const failure = async (): Promise<KeystoreError> => {
-  const err = await load().then(
+  const err = await open().then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -26,44 +38,48 @@ const failure = async (): Promise<KeystoreError> => {
   return err as KeystoreError;
 };
 
-describe('keystore', () => {
+describe('key files', () => {
   it('creates one RSA-2048 key in a 0700 directory as a 0600 file named by its RFC 7638 thumbprint', async () => {
-    const keystore = await load();
-    const { kid, publicJwk } = keystore.active;
-    expect(kid).toBe(await calculateJwkThumbprint(publicJwk, 'sha256'));
-    expect(readdirSync(dir)).toEqual([`${kid}.json`]);
+    const { active } = (await open()).current;
+    expect(active.kid).toBe(await calculateJwkThumbprint(active.publicJwk!, 'sha256'));
+    expect(keyFiles()).toEqual([`${active.kid}.json`]);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
-    expect(statSync(join(dir, `${kid}.json`)).mode & 0o777).toBe(0o600);
-    expect(Buffer.from(publicJwk.n!, 'base64url').length * 8).toBe(2048);
+    expect(statSync(join(dir, `${active.kid}.json`)).mode & 0o777).toBe(0o600);
+    expect(Buffer.from(active.publicJwk!.n!, 'base64url').length * 8).toBe(2048);
+  });
+
+  it.each([3072, 4096])('creates %i-bit keys when configured', async (bits) => {
+    const { active } = (await open({ modulusLength: bits })).current;
+    expect(Buffer.from(active.publicJwk!.n!, 'base64url').length * 8).toBe(bits);
   });
 
   it('publishes only public members', async () => {
-    const { keys } = (await load()).publicJwks();
+    const { keys } = (await open()).current.publicJwks();
     expect(keys).toHaveLength(1);
     expect(Object.keys(keys[0]!).sort()).toEqual(['alg', 'e', 'kid', 'kty', 'n', 'use']);
     expect(keys[0]).toMatchObject({ kty: 'RSA', alg: 'RS256', use: 'sig' });
   });
 
   it('loads the same key on the next start instead of creating another', async () => {
-    const first = await load();
-    const second = await load();
-    expect(second.active.kid).toBe(first.active.kid);
-    expect(readdirSync(dir)).toHaveLength(1);
+    const first = await open();
+    const second = await open();
+    expect(second.current.active.kid).toBe(first.current.active.kid);
+    expect(keyFiles()).toHaveLength(1);
   });
 
   it('stops on a corrupt key file, naming it, and never replaces it', async () => {
-    const { kid } = (await load()).active;
+    const { kid } = (await open()).current.active;
     const path = join(dir, `${kid}.json`);
     writeFileSync(path, '{"kid": "broken"', { mode: 0o600 });
     const err = await failure();
     expect(err.code).toBe('ERR_KEY_FILE');
     expect(err.message).toContain(path);
-    expect(readdirSync(dir)).toEqual([`${kid}.json`]);
+    expect(keyFiles()).toEqual([`${kid}.json`]);
     expect(readFileSync(path, 'utf8')).toBe('{"kid": "broken"');
   });
 
   it('stops on a key file whose kid is not its thumbprint', async () => {
-    const { kid } = (await load()).active;
+    const { kid } = (await open()).current.active;
     const path = join(dir, `${kid}.json`);
     const file = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
     writeFileSync(path, JSON.stringify({ ...file, kid: 'someone-elses-kid' }), { mode: 0o600 });
@@ -71,7 +87,7 @@ describe('keystore', () => {
   });
 
   it('stops on a key file other users can read, naming it', async () => {
-    const { kid } = (await load()).active;
+    const { kid } = (await open()).current.active;
     const path = join(dir, `${kid}.json`);
     chmodSync(path, 0o644);
     const err = await failure();
@@ -80,14 +96,11 @@ describe('keystore', () => {
   });
 
   it('stops on an unreadable key file, naming it', async () => {
-    writeFileSync(join(root, 'placeholder'), '');
-    const { kid } = (await load()).active;
+    const { kid } = (await open()).current.active;
     const path = join(dir, `${kid}.json`);
     rmSync(path);
-    // A directory where a key file should be: exists, cannot be read as a file (works even as root).
-    const { mkdirSync } = await import('node:fs');
+    // A directory where a key file should be: it exists and cannot be read as a file, even by root.
     mkdirSync(path, { mode: 0o700 });
-    const err = await failure();
-    expect(err.message).toContain(path);
+    expect((await failure()).message).toContain(path);
   });
 });

@@ -24,7 +24,8 @@ import type { Clock } from '../../src/clock.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import { openDatabase, type Db } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
-import { loadKeystore, type Keystore } from '../../src/keys/keystore.js';
+import { KeyManager, auditKeyEvents, keyPolicy } from '../../src/keys/key-manager.js';
+import type { Keystore } from '../../src/keys/keystore.js';
 import { createLogger } from '../../src/log.js';
 
 /** Counts argon2 verifications, so tests can prove every failure pays the same work. */
@@ -77,7 +78,7 @@ export async function mint(
   options: { header?: Record<string, unknown>; key?: CryptoKey | KeyObject | Uint8Array; alg?: string } = {},
 ): Promise<string> {
   const now = Math.floor(h.clock.now() / 1000);
-  const key = options.key ?? (await importJWK(h.keystore.active.privateJwk, 'RS256'));
+  const key = options.key ?? (await importJWK(h.keystore.active.privateJwk!, 'RS256'));
   return new SignJWT({ iss: ISSUER, iat: now, exp: now + 600, jti: randomUUID(), ...claims })
     .setProtectedHeader({ alg: options.alg ?? 'RS256', typ: 'at+jwt', kid: h.keystore.active.kid, ...options.header })
     .sign(key);
@@ -88,6 +89,8 @@ export interface Harness {
   readonly app: Koa;
   readonly request: ReturnType<typeof supertest>;
   readonly db: Db;
+  readonly keys: KeyManager;
+  /** The current key snapshot. */
   readonly keystore: Keystore;
   readonly hasher: CountingHasher;
   readonly clock: TestClock;
@@ -119,15 +122,16 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const db = openDatabase(config.databasePath);
   await migrateToLatest(db);
   const clock = new TestClock();
-  const keystore = await loadKeystore({ dir: config.keysDir, clock });
+  const auditLog = new AuditLog(db, log, clock);
+  const keys = await KeyManager.open(keyPolicy(config, clock), auditKeyEvents(auditLog), log);
   const hasher = new CountingHasher(config.argon2);
-  const app = createApp(config, { db, keystore, hasher, log, clock });
+  const app = createApp(config, { db, keys, hasher, log, clock });
   const deps: ClientServiceDeps = {
     db,
     hasher,
     clock,
     limits: { maxAccessTokenTtl: config.accessTokenMaxTtl },
-    auditLog: new AuditLog(db, log, clock),
+    auditLog,
     actor: 'test',
   };
 
@@ -136,7 +140,10 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     app,
     request: supertest(app.callback()),
     db,
-    keystore,
+    keys,
+    get keystore() {
+      return keys.current;
+    },
     hasher,
     clock,
     logLines,
@@ -155,6 +162,9 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     },
   };
 }
+
+/** The same secret with its last character changed: well-formed, and certainly wrong. */
+export const tamper = (secret: string): string => `${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`;
 
 export const basic = (id: string, secret: string): string =>
   `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;

@@ -2,7 +2,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
 import { setClientEnabled } from '../../src/clients/client.service.js';
-import { ISSUER, basic, startHarness, type Harness } from '../support/harness.js';
+import { ISSUER, basic, startHarness, tamper, type Harness } from '../support/harness.js';
 
 const API = 'https://api.example.com';
 const OTHER_API = 'https://other.example.com';
@@ -118,7 +118,7 @@ describe('client authentication failures (RFC 6749 §5.2 invalid_client)', () =>
     const unknown = await token({ grant_type: 'client_credentials' }, basic('no-such-client', secret));
     expect(h.hasher).toMatchObject({ verifies: 0, decoys: 1 });
     h.hasher.reset();
-    const wrong = await token({ grant_type: 'client_credentials' }, basic(id, `${secret.slice(0, -4)}AAAA`));
+    const wrong = await token({ grant_type: 'client_credentials' }, basic(id, tamper(secret)));
     expect(h.hasher).toMatchObject({ verifies: 1, decoys: 0 });
 
     for (const res of [unknown, wrong]) {
@@ -218,7 +218,7 @@ describe('verified-credential cache', () => {
     h.hasher.reset();
     expect((await tokenFor(client.clientId, s)).status).toBe(200);
     expect(h.hasher).toMatchObject({ verifies: 0, decoys: 0 });
-    expect((await tokenFor(client.clientId, `${s.slice(0, -1)}A`)).status).toBe(401);
+    expect((await tokenFor(client.clientId, tamper(s))).status).toBe(401);
     expect(h.hasher).toMatchObject({ verifies: 1, decoys: 0 });
   });
 

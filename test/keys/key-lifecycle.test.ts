@@ -1,0 +1,192 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { KeyManager, type KeyEventType, type KeyPolicy } from '../../src/keys/key-manager.js';
+import { KeystoreError } from '../../src/keys/keystore.js';
+import { TestClock } from '../support/harness.js';
+import { ROOT } from '../support/process.js';
+
+let root: string;
+let dir: string;
+let clock: TestClock;
+let events: [KeyEventType, string, Record<string, unknown>][];
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'tessera-keylife-'));
+  dir = join(root, 'keys');
+  clock = new TestClock(1_800_000_000_000);
+  events = [];
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+const POLICY = { jwksMaxAge: 300, reloadInterval: 5, retention: 3600 };
+const open = (overrides: Partial<KeyPolicy> = {}) =>
+  KeyManager.open({ dir, modulusLength: 2048, rotationDays: 0, clock, ...POLICY, ...overrides }, (type, kid, details) => {
+    events.push([type, kid, details]);
+    return Promise.resolve();
+  });
+const published = (keys: KeyManager) => keys.current.publicJwks().keys.map((k) => k.kid);
+const stateOf = (keys: KeyManager, kid: string) => keys.current.list().find((k) => k.kid === kid)?.state;
+
+describe('the life of a key', () => {
+  it('next (published, not signing) → active → retired (published, accepted) → removed', async () => {
+    const keys = await open();
+    const a = keys.current.active.kid;
+
+    const { key: b, active, pending } = await keys.rotate({ now: false, actor: 'test' });
+    expect({ active, pending }).toEqual({ active: false, pending: false });
+    expect(b.state).toBe('next');
+    expect(published(keys)).toEqual(expect.arrayContaining([a, b.kid]));
+    expect(keys.current.active.kid).toBe(a);
+
+    // Not before every cache and every instance has had the key for a full JWKS lifetime.
+    clock.advance(POLICY.jwksMaxAge + POLICY.reloadInterval - 1);
+    await keys.tick();
+    expect(keys.current.active.kid).toBe(a);
+
+    clock.advance(1);
+    await keys.tick();
+    expect(keys.current.active.kid).toBe(b.kid);
+    expect(stateOf(keys, a)).toBe('retired');
+    expect(published(keys)).toEqual(expect.arrayContaining([a, b.kid]));
+    expect(keys.current.verificationKey(a)).toBeDefined();
+
+    clock.advance(POLICY.retention - 1);
+    await keys.tick();
+    expect(keys.current.verificationKey(a)).toBeDefined();
+
+    clock.advance(1);
+    await keys.tick();
+    expect(published(keys)).toEqual([b.kid]);
+    expect(keys.current.verificationKey(a)).toBeUndefined();
+    expect(readdirSync(dir).filter((n) => n.endsWith('.json'))).toEqual([`${b.kid}.json`]);
+
+    expect(events.map(([type, kid]) => [type, kid])).toEqual([
+      ['key.created', a],
+      ['key.created', b.kid],
+      ['key.retired', a],
+      ['key.activated', b.kid],
+      ['key.removed', a],
+    ]);
+  });
+
+  it('does not start a second rotation while one is pending', async () => {
+    const keys = await open();
+    const first = await keys.rotate({ now: false, actor: 'test' });
+    const second = await keys.rotate({ now: false, actor: 'test' });
+    expect(second).toMatchObject({ pending: true, active: false });
+    expect(second.key.kid).toBe(first.key.kid);
+    expect(keys.current.list()).toHaveLength(2);
+  });
+
+  it('promotes at once with now, retiring the previous key', async () => {
+    const keys = await open();
+    const a = keys.current.active.kid;
+    const { key, active } = await keys.rotate({ now: true, actor: 'test' });
+    expect(active).toBe(true);
+    expect(keys.current.active.kid).toBe(key.kid);
+    expect(stateOf(keys, a)).toBe('retired');
+  });
+
+  it('rotates on schedule when KEY_ROTATION_DAYS is set', async () => {
+    const keys = await open({ rotationDays: 30 });
+    clock.advance(30 * 86_400 - 1);
+    await keys.tick();
+    expect(keys.current.list()).toHaveLength(1);
+    clock.advance(1);
+    await keys.tick();
+    expect(keys.current.list().map((k) => k.state).sort()).toEqual(['active', 'next']);
+  });
+});
+
+describe('emergency revocation', () => {
+  it('takes the active key out of the JWKS at once and promotes the pending next key', async () => {
+    const keys = await open();
+    const a = keys.current.active.kid;
+    const { key: b } = await keys.rotate({ now: false, actor: 'test' });
+    await keys.revoke(a, 'test');
+    expect(keys.current.active.kid).toBe(b.kid);
+    expect(published(keys)).toEqual([b.kid]);
+    expect(keys.current.verificationKey(a)).toBeUndefined();
+    expect(stateOf(keys, a)).toBe('revoked');
+  });
+
+  it('creates and activates a replacement when no next key waits, and keeps no key material', async () => {
+    const keys = await open();
+    const a = keys.current.active.kid;
+    await keys.revoke(a, 'test');
+    expect(keys.current.active.kid).not.toBe(a);
+    const tombstone = JSON.parse(readFileSync(join(dir, `${a}.json`), 'utf8')) as Record<string, unknown>;
+    expect(tombstone).toMatchObject({ kid: a, state: 'revoked' });
+    expect(tombstone.private_jwk).toBeUndefined();
+    expect(events.map(([type]) => type)).toContain('key.revoked');
+
+    // A restart does not bring it back.
+    expect(published(await open())).not.toContain(a);
+  });
+
+  it('revokes a retired key without touching the active one, and refuses an unknown kid', async () => {
+    const keys = await open();
+    const a = keys.current.active.kid;
+    const { key: b } = await keys.rotate({ now: true, actor: 'test' });
+    await keys.revoke(a, 'test');
+    expect(keys.current.active.kid).toBe(b.kid);
+    expect(published(keys)).toEqual([b.kid]);
+    await expect(keys.revoke('no-such-kid', 'test')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_KEY' });
+    await expect(keys.revoke(a, 'test')).rejects.toBeInstanceOf(KeystoreError);
+  });
+});
+
+describe('several processes sharing the directory', () => {
+  it('sees changes made by another manager on reload, and tells its listeners', async () => {
+    const server = await open();
+    const cli = await open();
+    const seen: string[] = [];
+    server.onChange((keystore) => seen.push(keystore.active.kid));
+    const { key } = await cli.rotate({ now: true, actor: 'cli' });
+    await server.reload();
+    expect(server.current.active.kid).toBe(key.kid);
+    expect(seen).toEqual([key.kid]);
+    await server.reload();
+    expect(seen).toHaveLength(1);
+  });
+
+  it('never ends with two active keys when two managers rotate at the same moment', async () => {
+    const managers = await Promise.all([open(), open(), open()]);
+    const results = await Promise.all(managers.map((m) => m.rotate({ now: true, actor: 'race' })));
+    const files = readdirSync(dir).filter((n) => n.endsWith('.json'));
+    const states = files.map((n) => (JSON.parse(readFileSync(join(dir, n), 'utf8')) as { state: string }).state);
+    expect(states.filter((s) => s === 'active')).toHaveLength(1);
+    expect(states.filter((s) => s === 'next')).toHaveLength(0);
+    expect(new Set(results.map((r) => r.active))).toEqual(new Set([true]));
+  });
+
+  it('never ends with two next keys when two CLI processes rotate at once', async () => {
+    const env = { PATH: process.env.PATH, KEYS_DIR: dir, DATABASE_URL: join(root, 'tessera.db') };
+    await open();
+    await promisify(execFile)(process.execPath, ['bin/tessera.js', 'migrate'], { cwd: ROOT, env });
+    const runs = await Promise.all(
+      [1, 2].map(() => promisify(execFile)(process.execPath, ['bin/tessera.js', 'keys', 'rotate', '--json'], { cwd: ROOT, env })),
+    );
+    const results = runs.map((r) => JSON.parse(r.stdout) as { kid: string; pending_rotation: boolean });
+    expect(results[0]!.kid).toBe(results[1]!.kid);
+    expect(results.map((r) => r.pending_rotation).sort()).toEqual([false, true]);
+    const states = readdirSync(dir)
+      .filter((n) => n.endsWith('.json'))
+      .map((n) => (JSON.parse(readFileSync(join(dir, n), 'utf8')) as { state: string }).state);
+    expect(states.sort()).toEqual(['active', 'next']);
+  });
+
+  it('keeps serving the last good keys when a file turns corrupt at runtime', async () => {
+    const keys = await open();
+    const kid = keys.current.active.kid;
+    writeFileSync(join(dir, 'intruder.json'), 'not json', { mode: 0o600 });
+    await expect(keys.tick()).rejects.toBeInstanceOf(KeystoreError);
+    expect(keys.current.active.kid).toBe(kid);
+  });
+});

@@ -51,7 +51,7 @@ async function main(): Promise<void> {
     stopPruner();
     stopKeys();
     server.close(() => {
-      void db.destroy().then(() => {
+      void auditLog.flush().then(() => db.destroy()).then(() => {
         clearTimeout(force);
         log.info('stopped');
         process.exit(0);

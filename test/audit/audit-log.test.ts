@@ -1,6 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { describe, expect, it, vi } from 'vitest';
 
-import { newEventId, scrub } from '../../src/audit/audit-log.js';
+import { AuditLog, auditEvent, newEventId, scrub } from '../../src/audit/audit-log.js';
+import { createLogger } from '../../src/log.js';
+import { startHarness } from '../support/harness.js';
 
 describe('newEventId', () => {
   it('sorts by time, then by order of recording within one millisecond', () => {
@@ -26,5 +29,34 @@ describe('scrub', () => {
     const value = `${'a'.repeat(250)}tsec_0123456789abcdef_${'S'.repeat(43)}`;
     expect(scrub(value)).toBe(`${'a'.repeat(250)}tsec_[`);
     expect(scrub('x'.repeat(1000))).toHaveLength(256);
+  });
+});
+
+describe('AuditLog group commit', () => {
+  it('commits rows recorded together in fewer transactions, each caller waiting for its own row', async () => {
+    const h = await startHarness();
+    try {
+      const spy = vi.spyOn(h.db, 'insertInto');
+      const log = new AuditLog(h.db, createLogger('silent'), h.clock);
+      await Promise.all(Array.from({ length: 50 }, (_, i) => log.record(auditEvent({ type: `test.${i}`, outcome: 'success' }))));
+      expect((await h.auditRows('test.')).length).toBe(50);
+      expect(spy.mock.calls.length).toBeLessThan(5);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('rejects every caller of a batch that could not be committed', async () => {
+    const h = await startHarness();
+    try {
+      const log = new AuditLog(h.db, createLogger('silent'), h.clock);
+      await sql`DROP TABLE audit_events`.execute(h.db);
+      const results = await Promise.allSettled([1, 2, 3].map(() => log.record(auditEvent({ type: 'test', outcome: 'success' }))));
+      expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);
+      await log.flush();
+      expect(log.pending).toBe(0);
+    } finally {
+      await h.close();
+    }
   });
 });

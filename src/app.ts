@@ -27,6 +27,7 @@ import type { Logger } from './log.js';
 import { createProvider } from './provider/create-provider.js';
 import { createAuthenticator } from './token/authenticate-client.js';
 import { tokenEndpoint, tokenHooks } from './token/index.js';
+import { tokenState } from './token/request-state.js';
 
 export interface AppDeps {
   readonly db: Db;
@@ -45,22 +46,26 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   const hooks = tokenHooks({
     authenticate,
     log,
-    keys,
     limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl },
   });
   // oidc-provider's keystore is fixed when it is built, so a new active key means a new engine.
   // Its middleware runs inside our context, so the audit step sees its answer before it is sent.
-  const buildEngine = (keystore: Keystore) =>
-    compose(createProvider({ issuer: config.issuer, keystore, lookup: (clientId) => findClient(db, clientId), hooks, trustProxy: config.trustProxy }).middleware);
+  // A request keeps the engine it started with, and signs with that engine's key, even if the
+  // active key changes while it is being handled.
+  const buildEngine = (keystore: Keystore) => ({
+    kid: keystore.active.kid,
+    run: compose(createProvider({ issuer: config.issuer, keystore, lookup: (clientId) => findClient(db, clientId), hooks, trustProxy: config.trustProxy }).middleware),
+  });
   let engine = buildEngine(keys.current);
-  let signingKid = keys.current.active.kid;
   keys.onChange((keystore) => {
-    if (keystore.active.kid === signingKid) return;
-    engine = buildEngine(keystore);
-    signingKid = keystore.active.kid;
+    if (keystore.active.kid !== engine.kid) engine = buildEngine(keystore);
   });
   const token = tokenEndpoint({
-    engine: (ctx, next) => engine(ctx, next),
+    engine: (ctx, next) => {
+      const current = engine;
+      tokenState(ctx).signingKid = current.kid;
+      return current.run(ctx, next);
+    },
     auditLog,
     log,
     issuer: config.issuer,

@@ -86,3 +86,11 @@ describe('loadConfig', () => {
     expect(problemsOf({ DATABASE_URL: 'postgres://db/tessera' }).join()).toContain('DATABASE_URL');
   });
 });
+
+describe('keyPolicy', () => {
+  it('keeps a retired key for the longest token lifetime, the leeway and one reload interval', async () => {
+    const { keyPolicy } = await import('../src/keys/key-manager.js');
+    const config = loadConfig({ ACCESS_TOKEN_MAX_TTL: '7200', CLOCK_LEEWAY: '10', KEY_RELOAD_INTERVAL: '60' });
+    expect(keyPolicy(config, { now: () => 0 }).retention).toBe(7270);
+  });
+});

@@ -32,7 +32,7 @@ function toAdminError(err: unknown): AdminError | undefined {
   if (err instanceof AdminError) return err;
   if (err instanceof InvalidSettingError) return AdminError.invalid(err.field, err.message);
   if (err instanceof UnknownClientError) return AdminError.notFound('client');
-  if (err instanceof DuplicateClientError) return new AdminError(409, 'conflict', 'a client with this client_id already exists', 'client_id');
+  if (err instanceof DuplicateClientError) return new AdminError(409, 'conflict', err.message, 'client_id');
   return undefined;
 }
 

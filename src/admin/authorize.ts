@@ -5,6 +5,7 @@
  */
 import type { Context, Middleware } from 'koa';
 
+import type { Client } from '../clients/client.js';
 import type { TokenInspector } from '../introspection/inspect-token.js';
 
 export const ADMIN_READ = 'admin:read';
@@ -18,7 +19,11 @@ export function adminActor(ctx: Context): string {
   return actor;
 }
 
-export function authorizeAdmin(inspect: TokenInspector, issuer: string): Middleware {
+/**
+ * A token proves what its client was allowed when it was issued; an admin demoted since then must
+ * lose access at once, so the client's current audiences and scopes are checked too.
+ */
+export function authorizeAdmin(inspect: TokenInspector, issuer: string, findClient: (clientId: string) => Promise<Client | undefined>): Middleware {
   const audience = adminAudience(issuer);
   const realm = `realm="${issuer}"`;
 
@@ -36,6 +41,9 @@ export function authorizeAdmin(inspect: TokenInspector, issuer: string): Middlew
     const inspection = await inspect(match[1]!);
     if (!inspection.active || inspection.claims.aud !== audience) return deny(401, 'invalid_token', 'the access token is not valid for this API');
     if (!(inspection.claims.scope ?? '').split(' ').includes(scope)) return deny(403, 'insufficient_scope', `this request requires the ${scope} scope`);
+    const client = await findClient(inspection.claims.client_id);
+    if (!client?.audiences.includes(audience)) return deny(401, 'invalid_token', 'the access token is not valid for this API');
+    if (!client.scopes.includes(scope)) return deny(403, 'insufficient_scope', `this request requires the ${scope} scope`);
 
     (ctx.state as { adminClientId?: string }).adminClientId = inspection.claims.client_id;
     await next();

@@ -55,7 +55,8 @@ function parseObject(body: unknown, allowed: (field: string) => boolean): Record
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw AdminError.invalid('body', 'the body must be a JSON object');
   const fields = body as Record<string, unknown>;
   for (const [field, value] of Object.entries(fields)) {
-    const kind = CLIENT_FIELDS[field];
+    // Own properties only: `constructor` or `__proto__` must not pass as known fields.
+    const kind = Object.hasOwn(CLIENT_FIELDS, field) ? CLIENT_FIELDS[field] : undefined;
     if (kind === undefined || !allowed(field)) {
       throw AdminError.invalid(field, READ_ONLY.has(field) ? `${field} cannot be set` : `unknown field ${field}`);
     }

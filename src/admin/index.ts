@@ -5,6 +5,7 @@
 import type { Middleware } from 'koa';
 
 import type { AuditLog } from '../audit/audit-log.js';
+import { findClient } from '../clients/client.repository.js';
 import type { ClientServiceDeps } from '../clients/client.service.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
@@ -33,7 +34,8 @@ export interface AdminDeps {
 }
 
 export function adminRoutes(deps: AdminDeps): RouteTable {
-  const guarded = (handler: Middleware): Middleware[] => [noStore, adminErrors, authorizeAdmin(deps.inspect, deps.issuer), handler];
+  const authorize = authorizeAdmin(deps.inspect, deps.issuer, (clientId) => findClient(deps.db, clientId));
+  const guarded = (handler: Middleware): Middleware[] => [noStore, adminErrors, authorize, handler];
   const clients = clientHandlers({ service: deps.service, bodyLimit: deps.bodyLimit });
   const audit = auditHandlers(deps.db);
   const tokens = tokenHandlers(deps.db, deps.auditLog, deps.clock);

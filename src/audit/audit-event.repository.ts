@@ -39,3 +39,16 @@ export function findIssuance(db: Db, jti: string): Promise<{ client_id: string |
     .where('type', '=', 'token.issued')
     .executeTakeFirst();
 }
+
+/** When an event of this type last happened to this client (epoch ms), if ever. */
+export async function lastEventTime(db: Db, clientId: string, type: string): Promise<number | undefined> {
+  const row = await db
+    .selectFrom('audit_events')
+    .select('occurred_at')
+    .where('client_id', '=', clientId)
+    .where('type', '=', type)
+    .orderBy('occurred_at', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  return row === undefined ? undefined : Number(row.occurred_at);
+}

@@ -95,7 +95,8 @@ export async function listClientPage(db: Handle, query: ClientPageQuery): Promis
   if (query.enabled !== undefined) q = q.where('enabled', '=', query.enabled ? 1 : 0);
   if (query.namePrefix !== undefined) {
     // substr rather than LIKE: case-sensitive and wildcard-free on both SQLite and PostgreSQL.
-    q = q.where(sql<string>`substr(client_name, 1, ${query.namePrefix.length})`, '=', query.namePrefix);
+    // substr counts characters (code points) on both dialects; JS length counts UTF-16 units.
+    q = q.where(sql<string>`substr(client_name, 1, ${[...query.namePrefix].length})`, '=', query.namePrefix);
   }
   return (await q.execute()).map(toClient);
 }

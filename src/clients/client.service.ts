@@ -5,7 +5,8 @@ import { epochSeconds, type Clock } from '../clock.js';
 import { auditEvent, type AuditLog } from '../audit/audit-log.js';
 import type { Db } from '../db/database.js';
 import { validateNewClient, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
-import { deleteClientRow, expireSecret, expireSecretsAfter, findClient, findSecret, insertClient, insertSecret, updateClient, validSecretIds } from './client.repository.js';
+import { lastEventTime } from '../audit/audit-event.repository.js';
+import { DuplicateClientError, deleteClientRow, expireSecret, expireSecretsAfter, findClient, findSecret, insertClient, insertSecret, updateClient, validSecretIds } from './client.repository.js';
 import { presentClient, type Client } from './client.js';
 import { generateSecret, type SecretHasher } from './secret.js';
 
@@ -30,6 +31,15 @@ export async function createClient(deps: ClientServiceDeps, input: ClientSetting
   const settings = validateNewClient(input, deps.limits);
   const now = epochSeconds(deps.clock);
   const clientId = settings.clientId ?? randomUUID();
+  if (settings.clientId !== undefined) {
+    // Tokens name their client by id only: a new client under a recently deleted id could be
+    // taken for the old one by a gateway that verifies offline, so the id waits until every
+    // token of the old client has expired.
+    const deletedAt = await lastEventTime(deps.db, clientId, 'client.deleted');
+    if (deletedAt !== undefined && deletedAt + deps.limits.maxAccessTokenTtl * 1000 > deps.clock.now()) {
+      throw new DuplicateClientError(`client_id ${clientId} was deleted less than ACCESS_TOKEN_MAX_TTL ago; its tokens may still be valid`);
+    }
+  }
   const secret = generateSecret();
 
   const client: Client = {
@@ -72,7 +82,7 @@ export async function createClient(deps: ClientServiceDeps, input: ClientSetting
     { id: secret.id, client_id: clientId, hash: await deps.hasher.hash(secret.value), created_at: now, expires_at: null, last_used_at: null },
   );
 
-  await recordChange(deps, 'client.created', clientId);
+  await recordChange(deps, 'client.created', clientId, { fields: Object.keys(input).filter((k) => input[k as keyof ClientSettingsInput] !== undefined) });
   return { client, clientSecret: secret.value };
 }
 

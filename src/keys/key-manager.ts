@@ -31,7 +31,7 @@ export interface KeyPolicy {
   readonly jwksMaxAge: number;
   /** Seconds between re-reads of the directory. */
   readonly reloadInterval: number;
-  /** Seconds a retired key stays published: the longest token lifetime plus the clock leeway. */
+  /** Seconds a retired key stays published: the longest token lifetime, the clock leeway and one reload interval. */
   readonly retention: number;
   /** Days between automatic rotations; 0 turns them off. */
   readonly rotationDays: number;
@@ -193,6 +193,15 @@ async function advance(policy: KeyPolicy, record: KeyEventSink, actor: string): 
   let files = await readDirectory(policy.dir);
   const usable = () => files.filter((f) => f.state === 'active' || f.state === 'next');
 
+  // Never expected (changes happen under the lock), but if the directory shows two active keys,
+  // keep the most recently activated one signing rather than refuse to serve.
+  const actives = files.filter((f) => f.state === 'active').sort((a, b) => (b.activated_at ?? 0) - (a.activated_at ?? 0));
+  for (const extra of actives.slice(1)) {
+    await writeKeyFile(policy.dir, { ...extra, state: 'retired', retired_at: now });
+    await record('key.retired', extra.kid, { actor, reason: 'more than one active key' });
+  }
+  if (actives.length > 1) files = await readDirectory(policy.dir);
+
   if (usable().length === 0) {
     const first = await generateKeyFile(policy.modulusLength, now, 'active', null);
     await writeKeyFile(policy.dir, first);
@@ -232,7 +241,8 @@ export function keyPolicy(config: Config, clock: Clock): KeyPolicy {
     modulusLength: config.keySize,
     jwksMaxAge: config.jwksMaxAge,
     reloadInterval: config.keyReloadInterval,
-    retention: config.accessTokenMaxTtl + config.clockLeeway,
+    // Another instance may sign with a key for one reload interval after it is retired here.
+    retention: config.accessTokenMaxTtl + config.clockLeeway + config.keyReloadInterval,
     rotationDays: config.keyRotationDays,
     clock,
   };

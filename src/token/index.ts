@@ -16,7 +16,6 @@ import type { AuditLog } from '../audit/audit-log.js';
 import { noStore, withoutCors } from '../http/headers.js';
 
 import { requestIdOf } from '../http/request-context.js';
-import type { Keystore } from '../keys/keystore.js';
 import type { Logger } from '../log.js';
 import { SIGNING_ALG } from '../keys/keystore.js';
 import { auditTokenRequest } from './audit.js';
@@ -29,8 +28,6 @@ import { tokenState } from './request-state.js';
 export interface TokenHookDeps {
   readonly authenticate: Authenticator;
   readonly log: Logger;
-  /** The current signing keys; read on every request, so a rotation applies at once. */
-  readonly keys: { readonly current: Keystore };
   readonly limits: PolicyLimits;
 }
 
@@ -45,7 +42,7 @@ export interface TokenHooks {
   readonly onServerError: (ctx: KoaContextWithOIDC, err: Error) => void;
 }
 
-export function tokenHooks({ authenticate, log, keys, limits }: TokenHookDeps): TokenHooks {
+export function tokenHooks({ authenticate, log, limits }: TokenHookDeps): TokenHooks {
   // Step 3: evaluated once per request, the first time the engine asks about the audience.
   function grantFor(ctx: KoaContextWithOIDC): Grant {
     const state = tokenState(ctx);
@@ -88,13 +85,15 @@ export function tokenHooks({ authenticate, log, keys, limits }: TokenHookDeps): 
 
     getResourceServerInfo: (ctx, resourceIndicator) => {
       const grant = grantFor(ctx);
+      const kid = tokenState(ctx).signingKid;
+      if (kid === undefined) throw new Error('token request reached the engine without a signing key');
       if (resourceIndicator !== grant.audience) throw new Error('resource indicator differs from the granted audience');
       return {
         audience: grant.audience,
         scope: grant.scopes.join(' '),
         accessTokenTTL: grant.ttl,
         accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: SIGNING_ALG, kid: keys.current.active.kid } },
+        jwt: { sign: { alg: SIGNING_ALG, kid } },
       };
     },
 

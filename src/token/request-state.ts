@@ -6,6 +6,8 @@ export interface TokenRequestState {
   /** Set once the secret is verified. */
   client?: Client;
   grant?: Grant;
+  /** The key of the engine handling this request: the one it can sign with. */
+  signingKid?: string;
   /** Why the request failed, for the audit log only: a Tessera reason code or the engine's own words. */
   failure?: { reason: string; description?: string | undefined };
 }

@@ -76,6 +76,22 @@ describe('authorization (RFC 6750)', () => {
     expect(res.headers['www-authenticate']).toMatch(/error="insufficient_scope".*scope="admin:write"/);
   });
 
+  it('takes admin rights away at once from a demoted admin, even with a token issued before', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'soon demoted', ...adminClientSettings(ISSUER) });
+    const token = `Bearer ${(await tokenFor(client.clientId, secret)).body.access_token as string}`;
+    expect((await get(token)).status).toBe(200);
+
+    const etag = (await call('GET', `/admin/clients/${client.clientId}`, '/admin/clients/{client_id}')).headers.etag!;
+    const readOnly = await call('PATCH', `/admin/clients/${client.clientId}`, '/admin/clients/{client_id}', { scope: 'admin:read', default_scope: 'admin:read' }, { 'If-Match': etag });
+    expect(readOnly.status).toBe(200);
+    expect((await get(token)).status).toBe(200);
+    const write = await h.request.post('/admin/clients').set('Authorization', token).send({ client_name: 'escalation' });
+    expect(write.status).toBe(403);
+
+    await call('PATCH', `/admin/clients/${client.clientId}`, '/admin/clients/{client_id}', { audience: [API], default_audience: API, scope: '', default_scope: '' }, { 'If-Match': readOnly.headers.etag! });
+    expect((await get(token)).status).toBe(401);
+  });
+
   it('refuses an expired token, and the token of a disabled admin client', async () => {
     const { token, clientId } = await adminToken('admin:read');
     h.clock.advance(3600 + h.config.clockLeeway + 1);
@@ -169,6 +185,8 @@ describe('validation', () => {
     ['a fractional lifetime', { client_name: 'x', access_token_ttl: 1.5 }, 'access_token_ttl'],
     ['a non-boolean enabled', { client_name: 'x', enabled: 'yes' }, 'enabled'],
     ['an array body', [], 'body'],
+    ['a prototype property name', { client_name: 'x', constructor: 'x' }, 'constructor'],
+    ['__proto__', JSON.parse('{"client_name":"x","__proto__":{"enabled":false}}') as unknown, '__proto__'],
   ];
   it.each(invalid)('rejects %s with 400 naming the field', async (_label, body, field) => {
     const res = await call('POST', '/admin/clients', '/admin/clients', body);
@@ -266,6 +284,13 @@ describe('lists', () => {
     expect([...seen].sort()).toEqual(seen);
   });
 
+  it('filters by a name prefix outside the basic plane', async () => {
+    await call('POST', '/admin/clients', '/admin/clients', { client_name: '😀alpha' });
+    await call('POST', '/admin/clients', '/admin/clients', { client_name: '😀beta' });
+    const res = await call('GET', `/admin/clients?name_prefix=${encodeURIComponent('😀')}`, '/admin/clients');
+    expect(res.body.items.map((c: { client_name: string }) => c.client_name).sort()).toEqual(['😀alpha', '😀beta']);
+  });
+
   it('filters clients by enabled', async () => {
     await call('POST', '/admin/clients', '/admin/clients', { client_name: 'filter-off', enabled: false });
     const res = await call('GET', '/admin/clients?enabled=false&limit=200', '/admin/clients');
@@ -293,7 +318,7 @@ describe('lists', () => {
 
     const all = await call('GET', `/admin/audit-events?client_id=${id}`, '/admin/audit-events');
     expect(all.body.items.map((e: { type: string }) => e.type)).toEqual(['token.failed', 'token.issued', 'client.created']);
-    expect(all.body.items[2].details).toEqual({ actor: adminId });
+    expect(all.body.items[2].details).toEqual({ actor: adminId, fields: ['client_name', 'audience'] });
 
     const failures = await call('GET', `/admin/audit-events?client_id=${id}&outcome=failure`, '/admin/audit-events');
     expect(failures.body.items).toHaveLength(1);
@@ -333,7 +358,7 @@ describe('audit of admin writes, and secrets', () => {
     await call('DELETE', `/admin/clients/${id}`, '/admin/clients/{client_id}');
     const rows = (await h.auditRows('client.')).filter((r) => r.client_id === id);
     expect(rows.map((r) => [r.type, JSON.parse(r.details!) as unknown])).toEqual([
-      ['client.created', { actor: adminId }],
+      ['client.created', { actor: adminId, fields: ['client_name', 'audience'] }],
       ['client.updated', { actor: adminId, changed: ['description', 'enabled'] }],
       ['client.secret_rotated', { actor: adminId, previous_secret_expires_in: 86_400 }],
       ['client.deleted', { actor: adminId }],

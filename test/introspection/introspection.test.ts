@@ -188,7 +188,12 @@ describe('POST /oauth/introspect (RFC 7662)', () => {
       expect((await introspect(token)).body.active).toBe(true);
       await deleteClient(h.service, 'reused-id');
       await expectInactive(token);
+      // The id is not given out again while tokens of its old holder may still be valid…
+      await expect(h.createClient({ client_id: 'reused-id', client_name: 'second', audience: [API] })).rejects.toThrow(/deleted less than/);
+      // …and once it is, the old tokens predate the new client and stay inactive.
+      h.clock.advance(h.config.accessTokenMaxTtl + 1);
       await h.createClient({ client_id: 'reused-id', client_name: 'second', audience: [API] });
+      h.clock.sync();
       await expectInactive(token);
     });
 

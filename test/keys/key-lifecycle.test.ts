@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { KeyManager, type KeyEventType, type KeyPolicy } from '../../src/keys/key-manager.js';
 import { KeystoreError } from '../../src/keys/keystore.js';
+import { withKeyLock } from '../../src/keys/lock.js';
 import { TestClock } from '../support/harness.js';
 import { ROOT } from '../support/process.js';
 
@@ -139,6 +140,52 @@ describe('emergency revocation', () => {
     expect(published(keys)).toEqual([b.kid]);
     await expect(keys.revoke('no-such-kid', 'test')).rejects.toMatchObject({ code: 'ERR_UNKNOWN_KEY' });
     await expect(keys.revoke(a, 'test')).rejects.toBeInstanceOf(KeystoreError);
+  });
+});
+
+describe('the lock file', () => {
+  it('breaks a lock whose holder stopped refreshing it, and waits for a live one', async () => {
+    await open();
+    const lock = join(dir, '.lock');
+    writeFileSync(lock, JSON.stringify({ owner: 'dead' }), { mode: 0o600 });
+    const old = new Date(Date.now() - 31_000);
+    utimesSync(lock, old, old);
+    await withKeyLock(dir, () => Promise.resolve());
+    expect(existsSync(lock)).toBe(false);
+
+    writeFileSync(lock, JSON.stringify({ owner: 'alive' }), { mode: 0o600 });
+    let acquired = false;
+    const waiting = withKeyLock(dir, () => {
+      acquired = true;
+      return Promise.resolve();
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(acquired).toBe(false);
+    rmSync(lock);
+    await waiting;
+    expect(acquired).toBe(true);
+  });
+
+  it('never removes a lock it does not own', async () => {
+    await open();
+    const lock = join(dir, '.lock');
+    await withKeyLock(dir, () => {
+      writeFileSync(lock, JSON.stringify({ owner: 'someone-else' }), { mode: 0o600 });
+      return Promise.resolve();
+    });
+    expect(JSON.parse(readFileSync(lock, 'utf8'))).toEqual({ owner: 'someone-else' });
+  });
+
+  it('repairs a directory that shows two active keys, keeping the newest signing', async () => {
+    const keys = await open();
+    const a = keys.current.active.kid;
+    const { key: b } = await keys.rotate({ now: true, actor: 'test' });
+    const path = join(dir, `${a}.json`);
+    const file = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
+    writeFileSync(path, JSON.stringify({ ...file, state: 'active', activated_at: 1, retired_at: null }), { mode: 0o600 });
+    await keys.tick();
+    expect(keys.current.active.kid).toBe(b.kid);
+    expect(stateOf(keys, a)).toBe('retired');
   });
 });
 

@@ -63,7 +63,7 @@ describe('rotation seen by gateways and resource servers', () => {
     await verifyOffline(after);
     expect(await active(before)).toBe(true);
 
-    h.clock.advance(7200 + h.config.clockLeeway);
+    h.clock.advance(7200 + h.config.clockLeeway + h.config.keyReloadInterval);
     await h.keys.tick();
     expect((await jwks()).keys.map((k) => k.kid)).toEqual([newKid]);
     await expect(verifyOffline(before)).rejects.toThrow();
@@ -98,6 +98,27 @@ describe('rotation seen by gateways and resource servers', () => {
 
     const audited = (await h.auditRows('key.')).map((r) => [r.type, (JSON.parse(r.details!) as { kid: string }).kid]);
     expect(audited).toContainEqual(['key.revoked', kid]);
+  });
+
+  it('finishes a token request with the key it started with when the key changes meanwhile', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'slow', audience: [API] });
+    const before = h.keystore.active.kid;
+    // The rotation lands while this request's secret is being verified (cache miss: argon2 runs).
+    const hasher = h.hasher;
+    const verify = (hash: string, presented: string) => Object.getPrototypeOf(hasher).verify.call(hasher, hash, presented) as Promise<boolean>;
+    hasher.verify = async (hash, presented) => {
+      await h.keys.rotate({ now: true, actor: 'test' });
+      return verify(hash, presented);
+    };
+    try {
+      const res = await h.request.post('/oauth/token').type('form').set('Authorization', basic(client.clientId, secret)).send('grant_type=client_credentials');
+      expect(res.status).toBe(200);
+      expect(decodeProtectedHeader(res.body.access_token as string).kid).toBe(before);
+      expect(await active(res.body.access_token as string)).toBe(true);
+    } finally {
+      delete (hasher as { verify?: unknown }).verify;
+    }
+    expect(decodeProtectedHeader(await issue()).kid).not.toBe(before);
   });
 
   it('rotates at once with {"now": true}', async () => {

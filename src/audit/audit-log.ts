@@ -70,8 +70,8 @@ export function scrub(value: unknown, max = 256): string | null {
 
 interface Pending {
   readonly row: NewAuditEventRow;
-  resolve(): void;
-  reject(err: unknown): void;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
 }
 
 // Rows per transaction: 17 columns each stays far below SQLite's bound-parameter limit.

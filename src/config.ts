@@ -3,6 +3,7 @@
  * reported at once, naming the variable, so a bad deployment fails before it serves a request.
  */
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -36,6 +37,8 @@ export interface Config {
   /** Seconds gateways may cache the JWKS (Cache-Control max-age). */
   readonly jwksMaxAge: number;
   readonly argon2: Argon2Params;
+  /** argon2 verifications running at once, and waiting; beyond both, 503 at once. */
+  readonly argon2Limits: { readonly concurrency: number; readonly queue: number };
   /** Seconds a verified client secret skips argon2 (0: never). */
   readonly credentialCacheTtl: number;
   /** Most verified secrets remembered at once. */
@@ -109,6 +112,7 @@ export function loadConfig(env: Env = process.env): Config {
   if (![2048, 3072, 4096].includes(keySize)) problems.push(`KEY_SIZE must be 2048, 3072 or 4096, got ${keySize}`);
   const keyRotationDays = int('KEY_ROTATION_DAYS', 0, 0, 3650);
   const keyReloadInterval = int('KEY_RELOAD_INTERVAL', 5, 1, 300);
+  const argon2Limits = { concurrency: int('ARGON2_CONCURRENCY', availableParallelism(), 1, 256), queue: int('ARGON2_QUEUE', 32, 0, 100_000) };
   const credentialCacheTtl = int('CREDENTIAL_CACHE_TTL', 300, 0, 86_400);
   const credentialCacheSize = int('CREDENTIAL_CACHE_SIZE', 10_000, 1, 10_000_000);
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
@@ -137,6 +141,7 @@ export function loadConfig(env: Env = process.env): Config {
     keyReloadInterval,
     clockLeeway,
     argon2: Object.freeze(argon2),
+    argon2Limits: Object.freeze(argon2Limits),
     credentialCacheTtl,
     credentialCacheSize,
     adminBodyLimit,

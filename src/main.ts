@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   const auditLog = new AuditLog(db, log, systemClock);
   const keys = await KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(auditLog), log);
   const stopKeys = keys.start();
-  const hasher = new SecretHasher(config.argon2);
+  const hasher = new SecretHasher(config.argon2, config.argon2Limits);
   if (config.bootstrapAdmin) {
     const limits = { maxAccessTokenTtl: config.accessTokenMaxTtl };
     const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits, auditLog, actor: 'bootstrap' }, config.issuer);

@@ -126,7 +126,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
     const applied = await migrateToLatest(db);
     const deps: ClientServiceDeps = {
       db,
-      hasher: new SecretHasher(config.argon2),
+      hasher: new SecretHasher(config.argon2, config.argon2Limits),
       clock: systemClock,
       limits: { maxAccessTokenTtl: config.accessTokenMaxTtl },
       // The audit rows are what matters here; their log-line mirror would only clutter the terminal.

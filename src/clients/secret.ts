@@ -7,9 +7,12 @@
  */
 import { randomBytes } from 'node:crypto';
 
+import { availableParallelism } from 'node:os';
+
 import argon2 from 'argon2';
 
 import type { Argon2Params } from '../config.js';
+import { WorkPool } from './work-pool.js';
 
 const SECRET_FORMAT = /^tsec_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 
@@ -29,26 +32,49 @@ export function secretIdOf(presented: string): string | undefined {
   return SECRET_FORMAT.exec(presented)?.[1];
 }
 
+/** Bounds on concurrent argon2 work (see work-pool.ts). */
+export interface Argon2Limits {
+  readonly concurrency: number;
+  readonly queue: number;
+}
+
+/** argon2id hashing and verification, all through one bounded pool; may throw Overloaded. */
 export class SecretHasher {
   /** A hash of random bytes: verifying against it costs what a real verify costs, and never matches. */
   readonly #decoy: Promise<string>;
+  readonly #pool: WorkPool;
 
-  constructor(private readonly params: Argon2Params) {
-    this.#decoy = this.hash(randomBytes(32).toString('base64url'));
+  constructor(
+    private readonly params: Argon2Params,
+    limits: Argon2Limits = { concurrency: availableParallelism(), queue: 32 },
+  ) {
+    this.#pool = new WorkPool(limits.concurrency, limits.queue);
+    this.#decoy = argon2.hash(randomBytes(32).toString('base64url'), { type: argon2.argon2id, ...params });
   }
 
   hash(plaintext: string): Promise<string> {
-    return argon2.hash(plaintext, { type: argon2.argon2id, ...this.params });
+    return this.#pool.run(() => argon2.hash(plaintext, { type: argon2.argon2id, ...this.params }));
   }
 
   /** Constant-time in the secret (argon2 compares digests in constant time). */
   verify(hash: string, presented: string): Promise<boolean> {
-    return argon2.verify(hash, presented).catch(() => false);
+    return this.#pool.run(() => argon2.verify(hash, presented).catch(() => false));
   }
 
   /** Pays the full cost of a verify for a client or secret that does not exist. */
   async verifyDecoy(presented: string): Promise<false> {
-    await argon2.verify(await this.#decoy, presented).catch(() => false);
+    const decoy = await this.#decoy;
+    await this.#pool.run(() => argon2.verify(decoy, presented).catch(() => false));
     return false;
+  }
+
+  /** True when a stored hash was made with other parameters than the configured ones. */
+  needsRehash(hash: string): boolean {
+    return argon2.needsRehash(hash, this.params);
+  }
+
+  /** argon2 work waiting for a slot. */
+  get queued(): number {
+    return this.#pool.queued;
   }
 }

@@ -6,12 +6,15 @@ import type { Context } from 'koa';
 
 export const INVALID_CLIENT = { error: 'invalid_client', error_description: 'client authentication failed' } as const;
 export const SERVER_ERROR = { error: 'server_error', error_description: 'the request could not be completed' } as const;
+export const TEMPORARILY_UNAVAILABLE = { error: 'temporarily_unavailable', error_description: 'too many requests are waiting; retry shortly' } as const;
+/** Seconds a caller refused for overload should wait. */
+export const RETRY_AFTER = '1';
 
 /** The RFC 7235 challenge every invalid_client answer carries. */
 export const basicChallenge = (issuer: string): string =>
   `Basic realm="${issuer}", error="${INVALID_CLIENT.error}", error_description="${INVALID_CLIENT.error_description}"`;
 
-export type OAuthErrorCode = 'invalid_request' | 'invalid_client' | 'unauthorized_client' | 'unsupported_token_type';
+export type OAuthErrorCode = 'invalid_request' | 'invalid_client' | 'unauthorized_client' | 'unsupported_token_type' | 'temporarily_unavailable';
 
 export class OAuthError extends Error {
   constructor(
@@ -30,6 +33,10 @@ export class OAuthError extends Error {
     return new OAuthError(401, 'invalid_client', INVALID_CLIENT.error_description, reason);
   }
 
+  static overloaded(): OAuthError {
+    return new OAuthError(503, 'temporarily_unavailable', TEMPORARILY_UNAVAILABLE.error_description, 'overloaded');
+  }
+
   static invalidRequest(description: string, reason: string, status = 400): OAuthError {
     return new OAuthError(status, 'invalid_request', description, reason);
   }
@@ -39,4 +46,5 @@ export function writeOAuthError(ctx: Context, err: OAuthError, issuer: string): 
   ctx.status = err.status;
   ctx.body = { error: err.error, error_description: err.description };
   if (err.status === 401) ctx.set('WWW-Authenticate', basicChallenge(issuer));
+  if (err.status === 503) ctx.set('Retry-After', RETRY_AFTER);
 }

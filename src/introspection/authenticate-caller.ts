@@ -6,6 +6,7 @@
  */
 import type { Client } from '../clients/client.js';
 import type { Form } from '../http/read-form.js';
+import { Overloaded } from '../clients/work-pool.js';
 import { OAuthError } from '../http/oauth-error.js';
 import type { Authenticator, PresentedCredentials } from '../token/authenticate-client.js';
 
@@ -57,7 +58,9 @@ export function readClientCredentials(authorization: string, form: Form): Presen
 }
 
 export async function authenticateCaller(authenticate: Authenticator, credentials: PresentedCredentials): Promise<Client> {
-  const outcome = await authenticate(credentials);
+  const outcome = await authenticate(credentials).catch((err: unknown) => {
+    throw err instanceof Overloaded ? OAuthError.overloaded() : err;
+  });
   if (!outcome.ok) throw OAuthError.invalidClient(outcome.reason);
   return outcome.client;
 }

@@ -8,7 +8,7 @@
  * one generic `invalid_client` whatever went wrong; the reason goes to the audit log.
  */
 import type { AuthMethod, Client } from '../clients/client.js';
-import { findClient, findSecret, touchSecret } from '../clients/client.repository.js';
+import { findClient, findSecret, touchSecret, updateSecretHash } from '../clients/client.repository.js';
 import { secretIdOf, type SecretHasher } from '../clients/secret.js';
 import type { VerifiedCredentialCache } from '../clients/verified-credentials.js';
 import { epochSeconds, type Clock } from '../clock.js';
@@ -53,7 +53,10 @@ export function createAuthenticator({ db, hasher, verified, clock }: Authenticat
     }
     if (!verified.has(stored.id, stored.hash, secret)) {
       if (!(await hasher.verify(stored.hash, secret))) return { ok: false, reason: 'secret_mismatch' };
-      verified.remember(stored.id, stored.hash, secret);
+      // Hashes carry their parameters: one made with weaker ones is upgraded now that we know the secret.
+      const hash = hasher.needsRehash(stored.hash) ? await hasher.hash(secret) : stored.hash;
+      if (hash !== stored.hash) await updateSecretHash(db, stored.id, hash);
+      verified.remember(stored.id, hash, secret);
     }
 
     // Only a caller who proved knowledge of the secret gets here, so these reasons reveal nothing.

@@ -19,6 +19,7 @@ import { requestIdOf } from '../http/request-context.js';
 import type { Logger } from '../log.js';
 import { SIGNING_ALG } from '../keys/keystore.js';
 import { auditTokenRequest } from './audit.js';
+import { Overloaded } from '../clients/work-pool.js';
 import type { Authenticator } from './authenticate-client.js';
 import { normalizeErrors } from './normalize-errors.js';
 import { parseTokenRequest } from './parse-request.js';
@@ -112,6 +113,10 @@ export function tokenHooks({ authenticate, log, limits }: TokenHookDeps): TokenH
     },
 
     onServerError: (ctx, err) => {
+      if (err instanceof Overloaded) {
+        tokenState(ctx).failure = { reason: 'overloaded' };
+        return;
+      }
       tokenState(ctx).failure = { reason: 'server_error' };
       log.error({ err, request_id: requestIdOf(ctx) }, 'token endpoint failed');
     },

@@ -1,7 +1,8 @@
 /**
  * The engine's error answers, made Tessera's. Every failed client authentication gets the same
  * answer, RFC 6749 §5.2 `invalid_client` with status 401 and a WWW-Authenticate challenge
- * (RFC 7235 §3.1), and every internal failure the same generic `server_error`.
+ * (RFC 7235 §3.1), too much argon2 work waiting a `503 temporarily_unavailable` with Retry-After,
+ * and every internal failure the same generic `server_error`.
  *
  * oidc-provider answers some failures before Tessera's secret check runs — no credentials, a
  * malformed Basic header — with `invalid_request`, and its 401s carry a challenge only when Basic
@@ -11,7 +12,7 @@
  */
 import type { Middleware } from 'koa';
 
-import { INVALID_CLIENT, SERVER_ERROR, basicChallenge } from '../http/oauth-error.js';
+import { INVALID_CLIENT, RETRY_AFTER, SERVER_ERROR, TEMPORARILY_UNAVAILABLE, basicChallenge } from '../http/oauth-error.js';
 import { tokenState } from './request-state.js';
 
 const ENGINE_AUTH_FAILURES: ReadonlyMap<string, string> = new Map([
@@ -36,6 +37,12 @@ export function normalizeErrors(issuer: string): Middleware {
       ctx.body = { ...INVALID_CLIENT };
     }
     if (ctx.status === 401) ctx.set('WWW-Authenticate', challenge);
-    if (ctx.status >= 500) ctx.body = { ...SERVER_ERROR };
+    if (state.failure?.reason === 'overloaded') {
+      ctx.status = 503;
+      ctx.set('Retry-After', RETRY_AFTER);
+      ctx.body = { ...TEMPORARILY_UNAVAILABLE };
+    } else if (ctx.status >= 500) {
+      ctx.body = { ...SERVER_ERROR };
+    }
   };
 }

@@ -124,7 +124,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const clock = new TestClock();
   const auditLog = new AuditLog(db, log, clock);
   const keys = await KeyManager.open(keyPolicy(config, clock), auditKeyEvents(auditLog), log);
-  const hasher = new CountingHasher(config.argon2);
+  const hasher = new CountingHasher(config.argon2, config.argon2Limits);
   const app = createApp(config, { db, keys, hasher, log, clock });
   const deps: ClientServiceDeps = {
     db,

@@ -1,0 +1,64 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { createClient } from '../../src/clients/client.service.js';
+import { SecretHasher } from '../../src/clients/secret.js';
+import { basic, startHarness, type Harness } from '../support/harness.js';
+
+const API = 'https://api.example.com';
+let h: Harness;
+beforeEach(async () => {
+  h = await startHarness({ ARGON2_CONCURRENCY: '1', ARGON2_QUEUE: '2' });
+});
+afterEach(() => h.close());
+
+const token = (auth: string) => h.request.post('/oauth/token').type('form').set('Authorization', auth).send('grant_type=client_credentials');
+
+describe('a flood of bad credentials', () => {
+  it('is refused with 503 temporarily_unavailable and Retry-After once the argon2 queue is full, while cached clients keep getting tokens', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'good', audience: [API] });
+    expect((await token(basic(client.clientId, secret))).status).toBe(200);
+
+    const flood = Array.from({ length: 12 }, (_, i) => token(basic(`attacker-${i}`, 'tsec_0123456789abcdef_' + 'x'.repeat(43))));
+    const good = token(basic(client.clientId, secret));
+    const [goodRes, ...floodRes] = await Promise.all([good, ...flood]);
+
+    expect(goodRes.status).toBe(200);
+    const refused = floodRes.filter((r) => r.status === 503);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(floodRes.every((r) => r.status === 503 || r.status === 401)).toBe(true);
+    for (const res of refused) {
+      expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'too many requests are waiting; retry shortly' });
+      expect(res.headers['retry-after']).toBe('1');
+      expect(res.headers['cache-control']).toBe('no-store');
+    }
+    const reasons = (await h.auditRows('token.failed')).map((r) => r.reason);
+    expect(reasons.filter((r) => r === 'overloaded')).toHaveLength(refused.length);
+    expect(h.logLines.filter((l) => l.msg === 'token endpoint failed')).toEqual([]);
+  });
+
+  it('is refused the same way at introspection', async () => {
+    const results = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        h.request.post('/oauth/introspect').type('form').set('Authorization', basic(`attacker-${i}`, 'wrong')).send('token=abc'),
+      ),
+    );
+    const refused = results.filter((r) => r.status === 503);
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused[0]!.body.error).toBe('temporarily_unavailable');
+    expect(refused[0]!.headers['retry-after']).toBe('1');
+  });
+});
+
+describe('argon2 parameters', () => {
+  it('re-hashes a secret stored with outdated parameters on its next successful use', async () => {
+    const weak = new SecretHasher({ memoryCost: 8192, timeCost: 1, parallelism: 1 });
+    const { client, clientSecret } = await createClient({ ...h.service, hasher: weak }, { client_name: 'old', audience: [API] });
+    const stored = async () => (await h.db.selectFrom('client_secrets').select('hash').where('client_id', '=', client.clientId).executeTakeFirstOrThrow()).hash;
+    expect(await stored()).toMatch(/m=8192,p=1,t=1/);
+
+    expect((await token(basic(client.clientId, clientSecret))).status).toBe(200);
+    expect(await stored()).toMatch(/^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);
+    expect((await token(basic(client.clientId, clientSecret))).status).toBe(200);
+    expect((await token(basic(client.clientId, `${clientSecret}x`))).status).toBe(401);
+  });
+});

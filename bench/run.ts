@@ -1,0 +1,248 @@
+/**
+ * `npm run bench`: Tessera on a temporary SQLite database under autocannon (keep-alive, 50
+ * connections, BENCH_DURATION seconds after a warm-up), measured in the same run against the
+ * machine's raw RS256 signing rate and a stock oidc-provider server. Prints req/s, p50/p99 latency
+ * and errors per scenario, the ratios, RSS growth over a run with BENCH_MEMORY_CLIENTS distinct
+ * clients, and checks that every 200 token response has its audit row.
+ *
+ * Only 127.0.0.1 is contacted, and every load is bounded in time.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import autocannon from 'autocannon';
+
+import { AuditLog } from '../src/audit/audit-log.js';
+import { createClient, type ClientServiceDeps } from '../src/clients/client.service.js';
+import { SecretHasher } from '../src/clients/secret.js';
+import { systemClock } from '../src/clock.js';
+import { openDatabase, type Db } from '../src/db/database.js';
+import { migrateToLatest } from '../src/db/migrate.js';
+import { createLogger } from '../src/log.js';
+import { rawSigningRate } from './sign-rate.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const DURATION = Number(process.env.BENCH_DURATION ?? 10);
+const WARMUP = 2;
+const CONNECTIONS = 50;
+const DISTINCT_CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
+const MEMORY_CLIENTS = Number(process.env.BENCH_MEMORY_CLIENTS ?? 10_000);
+const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
+const API = 'https://api.example.com';
+
+interface Credentials {
+  readonly id: string;
+  readonly secret: string;
+}
+
+interface Row {
+  scenario: string;
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  /** 2xx answers, warm-up included: each is an issued token on the token endpoint. */
+  ok: number;
+}
+
+const rows: Row[] = [];
+const basic = ({ id, secret }: Credentials) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+/** Starts a server process and resolves once `readyUrl` answers (bounded: 30 s). */
+async function startProcess(args: string[], env: NodeJS.ProcessEnv, readyUrl: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  let exited = false;
+  child.once('exit', () => (exited = true));
+  for (const deadline = Date.now() + 30_000; Date.now() < deadline && !exited; await new Promise((r) => setTimeout(r, 100))) {
+    if (await fetch(readyUrl).then((r) => r.ok, () => false)) return child;
+  }
+  child.kill('SIGKILL');
+  throw new Error(`${args.join(' ')} did not start`);
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+const rssMb = (child: ChildProcess) => {
+  const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+  return match ? Math.round(Number(match[1]) / 1024) : NaN;
+};
+
+type Options = Omit<autocannon.Options, 'url'> & { url: string };
+
+/** One autocannon run after a warm-up; records a row unless `record` is false. */
+async function load(scenario: string, options: Options, seconds = DURATION): Promise<Row> {
+  const warmup = await autocannon({ ...options, connections: CONNECTIONS, duration: WARMUP });
+  const result = await autocannon({ ...options, connections: CONNECTIONS, duration: seconds });
+  const row = {
+    scenario,
+    rps: Math.round(result.requests.average),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    ok: warmup['2xx'] + result['2xx'],
+  };
+  rows.push(row);
+  say(`${scenario.padEnd(44)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  errors ${row.errors}`);
+  return row;
+}
+
+/** A POST /oauth/token load cycling through `clients`, one per request. */
+function tokenLoad(url: string, clients: readonly Credentials[]): Options {
+  let next = 0;
+  return {
+    url: `${url}/oauth/token`,
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'grant_type=client_credentials',
+    requests: [
+      {
+        setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: basic(clients[next++ % clients.length]!) } }),
+      },
+    ],
+  };
+}
+
+async function makeClients(db: Db, hasher: SecretHasher, count: number, input: Parameters<typeof createClient>[1]): Promise<Credentials[]> {
+  const deps: ClientServiceDeps = {
+    db,
+    hasher,
+    clock: systemClock,
+    limits: { maxAccessTokenTtl: 86_400 },
+    auditLog: new AuditLog(db, createLogger('silent'), systemClock),
+    actor: 'bench',
+  };
+  const made: Credentials[] = [];
+  for (let i = 0; i < count; i += 8) {
+    const batch = await Promise.all(Array.from({ length: Math.min(8, count - i) }, () => createClient(deps, input)));
+    made.push(...batch.map(({ client, clientSecret }) => ({ id: client.clientId, secret: clientSecret })));
+  }
+  return made;
+}
+
+/** Gets one token per client, so the measured runs see verified (cached) credentials. */
+async function warm(url: string, clients: readonly Credentials[]): Promise<number> {
+  let ok = 0;
+  for (let i = 0; i < clients.length; i += 16) {
+    const results = await Promise.all(
+      clients.slice(i, i + 16).map((c) =>
+        fetch(`${url}/oauth/token`, { method: 'POST', headers: { authorization: basic(c), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' }),
+      ),
+    );
+    ok += results.filter((r) => r.status === 200).length;
+  }
+  return ok;
+}
+
+async function issuedRows(path: string): Promise<number> {
+  const db = openDatabase(path);
+  const row = await db.selectFrom('audit_events').select((eb) => eb.fn.countAll<number>().as('n')).where('type', '=', 'token.issued').executeTakeFirstOrThrow();
+  await db.destroy();
+  return Number(row.n);
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'tessera-bench-'));
+  const port = 39_000 + Math.floor(Math.random() * 1000);
+  const url = `http://127.0.0.1:${port}`;
+  const dbPath = join(dir, 'tessera.db');
+  const env = { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false' };
+  say(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`);
+  say(`load: autocannon, ${CONNECTIONS} connections, keep-alive, ${WARMUP} s warm-up then ${DURATION} s per scenario\n`);
+
+  try {
+    // Clients: one workload, DISTINCT_CLIENTS more, and a resource server that introspects.
+    const db = openDatabase(dbPath);
+    await migrateToLatest(db);
+    const hasher = new SecretHasher({ memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+    const [one] = await makeClients(db, hasher, 1, { client_name: 'bench', audience: [API] });
+    const many = await makeClients(db, hasher, DISTINCT_CLIENTS, { client_name: 'bench-many', audience: [API] });
+    const [rs] = await makeClients(db, hasher, 1, { client_name: 'bench-rs', grant_types: [], introspection_audiences: ['*'] });
+    await db.destroy();
+
+    const jwksUrl = `${url}/.well-known/jwks.json`;
+    let server = await startProcess(['dist/src/main.js'], env, jwksUrl);
+    let warmed = (await warm(url, [one!])) + (await warm(url, many));
+    const single = await load('token, cached credentials, 1 client', tokenLoad(url, [one!]));
+    const distinct = await load(`token, cached credentials, ${DISTINCT_CLIENTS} clients`, tokenLoad(url, many));
+
+    const token = (await (await fetch(`${url}/oauth/token`, { method: 'POST', headers: { authorization: basic(one!), 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials' })).json()) as { access_token: string };
+    warmed += 1;
+    await load('introspection (cached caller)', {
+      url: `${url}/oauth/introspect`,
+      method: 'POST',
+      headers: { authorization: basic(rs!), 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${token.access_token}`,
+    });
+    await load('JWKS', { url: `${url}/.well-known/jwks.json` });
+    await stop(server);
+
+    // Every request pays argon2: the same server with the verified-credential cache off.
+    server = await startProcess(['dist/src/main.js'], { ...env, CREDENTIAL_CACHE_TTL: '0' }, jwksUrl);
+    const uncached = await load('token, uncached credentials (argon2 each)', tokenLoad(url, [one!]));
+    await stop(server);
+
+    const audited = await issuedRows(dbPath);
+    const ok = single.ok + distinct.ok + uncached.ok + warmed;
+    // Every token a client received has its row. A run ends by closing its connections, so tokens
+    // issued to requests cut off then have rows but were never received: at most one per connection
+    // per run (warm-up and measured, three token scenarios).
+    const cutOff = 6 * CONNECTIONS;
+    const complete = audited >= ok && audited - ok <= cutOff;
+    say(`\naudit: ${audited} token.issued rows for ${ok} token responses with status 200 (${audited - ok} issued to requests cut off at run ends, at most ${cutOff}) — ${complete ? 'ok' : 'ROWS MISSING'}`);
+    if (!complete) process.exitCode = 1;
+
+    const stockPort = port + 1;
+    const stock = await startProcess(['dist/bench/stock-provider.js', String(stockPort), 'stock', 'stock-secret'], {}, `http://127.0.0.1:${stockPort}/jwks`);
+    const stockRow = await load('stock oidc-provider, 1 client', tokenLoad(`http://127.0.0.1:${stockPort}`, [{ id: 'stock', secret: 'stock-secret' }]));
+    await stop(stock);
+
+    const signing = await rawSigningRate(DURATION);
+    say(`${'raw RS256 signing (worker per core)'.padEnd(44)} ${String(signing.perSecond).padStart(7)} sig/s  (${signing.threads} threads)`);
+
+    say('\nratios');
+    say(`  Tessera (1 client) ÷ stock oidc-provider:     ${(single.rps / stockRow.rps).toFixed(2)}`);
+    say(`  Tessera (1 client) ÷ raw signing rate:        ${(single.rps / signing.perSecond).toFixed(2)}`);
+    say(`  ${DISTINCT_CLIENTS} clients ÷ 1 client:                 ${(distinct.rps / single.rps).toFixed(2)}`);
+
+    if (MEMORY_CLIENTS > 0) await memoryRun(dir, port + 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** RSS across a long run with many distinct clients: the caches must stay bounded. */
+async function memoryRun(dir: string, port: number): Promise<void> {
+  const url = `http://127.0.0.1:${port}`;
+  const dbPath = join(dir, 'memory.db');
+  // Cheap hashes (the server is configured with the same parameters, so nothing is re-hashed):
+  // this run is about memory, and creating the clients must not take minutes.
+  const argon2 = { ARGON2_MEMORY_KIB: '8192', ARGON2_TIME_COST: '1' };
+  const db = openDatabase(dbPath);
+  await migrateToLatest(db);
+  const clients = await makeClients(db, new SecretHasher({ memoryCost: 8192, timeCost: 1, parallelism: 1 }), MEMORY_CLIENTS, { client_name: 'mem', audience: [API] });
+  await db.destroy();
+
+  const server = await startProcess(
+    ['dist/src/main.js'],
+    { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'memory-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', ...argon2 },
+    `${url}/.well-known/jwks.json`,
+  );
+  await warm(url, clients);
+  const before = rssMb(server);
+  await load(`token, ${MEMORY_CLIENTS} clients, ${MEMORY_SECONDS} s`, tokenLoad(url, clients), MEMORY_SECONDS);
+  const after = rssMb(server);
+  await stop(server);
+  say(`memory: RSS ${before} MB after warm-up → ${after} MB after ${MEMORY_SECONDS} s (growth ${after - before} MB)`);
+}
+
+await main();

@@ -1,5 +1,3 @@
-import type { Selectable } from 'kysely';
-
 /** `revoked_tokens`: the revocation list by jti, each row kept until the token's own expiry. */
 export interface RevokedTokenTable {
   jti: string;
@@ -9,5 +7,3 @@ export interface RevokedTokenTable {
   expires_at: number;
   revoked_at: number;
 }
-
-export type RevokedTokenRow = Selectable<RevokedTokenTable>;

@@ -49,9 +49,8 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
     stopPruner();
-    stopKeys();
     server.close(() => {
-      void auditLog.flush().then(() => db.destroy()).then(() => {
+      void Promise.all([stopKeys(), auditLog.flush()]).then(() => db.destroy()).then(() => {
         clearTimeout(force);
         log.info('stopped');
         process.exit(0);

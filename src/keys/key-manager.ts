@@ -158,13 +158,22 @@ export class KeyManager {
     return toSigningKey(revoked);
   }
 
-  /** Ticks every reload interval until the returned function is called. */
-  start(): () => void {
+  /**
+   * Ticks every reload interval until the returned function is called; it resolves once a tick
+   * in progress has finished, so a process never exits holding the directory's lock.
+   */
+  start(): () => Promise<void> {
+    let ticking: Promise<void> = Promise.resolve();
     const timer = setInterval(() => {
-      this.tick().catch((err: unknown) => this.log?.error({ err }, 'signing keys not refreshed; keeping the last good set'));
+      ticking = ticking.then(() =>
+        this.tick().catch((err: unknown) => this.log?.error({ err }, 'signing keys not refreshed; keeping the last good set')),
+      );
     }, this.policy.reloadInterval * 1000);
     timer.unref();
-    return () => clearInterval(timer);
+    return () => {
+      clearInterval(timer);
+      return ticking;
+    };
   }
 }
 

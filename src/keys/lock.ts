@@ -1,10 +1,12 @@
 /**
  * A lock file in the keys directory, so two processes (servers, CLIs) sharing it never change
  * key states at the same time: created with O_EXCL, its time refreshed while held, removed only by
- * its owner, and broken only when its holder has clearly died (not refreshed for STALE_MS).
+ * its owner, and broken only when its holder has died: a process of this host that no longer
+ * exists, or (for a directory shared between hosts) a lock not refreshed for STALE_MS.
  */
 import { randomUUID } from 'node:crypto';
 import { open, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -12,12 +14,19 @@ import { KeystoreError } from './key-file.js';
 
 const STALE_MS = 30_000;
 const HEARTBEAT_MS = 5_000;
-const WAIT_MS = 15_000;
+// Longer than STALE_MS, so a waiter outlasts a holder on another host that died.
+const WAIT_MS = STALE_MS + 10_000;
+
+interface LockHolder {
+  readonly owner?: string;
+  readonly pid?: number;
+  readonly host?: string;
+}
 
 async function acquire(path: string, owner: string): Promise<boolean> {
   try {
     const handle = await open(path, 'wx', 0o600);
-    await handle.writeFile(JSON.stringify({ owner, pid: process.pid, at: new Date().toISOString() }));
+    await handle.writeFile(JSON.stringify({ owner, pid: process.pid, host: hostname(), at: new Date().toISOString() }));
     await handle.close();
     return true;
   } catch (err) {
@@ -26,11 +35,23 @@ async function acquire(path: string, owner: string): Promise<boolean> {
   }
 }
 
-const ownerOf = async (path: string): Promise<string | undefined> =>
+const holderOf = async (path: string): Promise<LockHolder | undefined> =>
   readFile(path, 'utf8').then(
-    (raw) => (JSON.parse(raw) as { owner?: string }).owner,
+    (raw) => JSON.parse(raw) as LockHolder,
     () => undefined,
   );
+const ownerOf = async (path: string) => (await holderOf(path))?.owner;
+
+/** Pids mean something only on the host that wrote them. */
+function deadOnThisHost(holder: LockHolder | undefined): boolean {
+  if (holder?.host !== hostname() || typeof holder.pid !== 'number' || holder.pid === process.pid) return false;
+  try {
+    process.kill(holder.pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
 
 export async function withKeyLock<T>(dir: string, work: () => Promise<T>): Promise<T> {
   const path = join(dir, '.lock');
@@ -38,10 +59,11 @@ export async function withKeyLock<T>(dir: string, work: () => Promise<T>): Promi
   const deadline = Date.now() + WAIT_MS;
   for (let attempt = 0; !(await acquire(path, owner)); attempt += 1) {
     const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
-    // A holder refreshes its lock every few seconds; one untouched for STALE_MS is dead.
-    if (age > STALE_MS) {
-      const stale = await ownerOf(path);
-      if (stale !== undefined && (await ownerOf(path)) === stale) await rm(path, { force: true });
+    const holder = await holderOf(path);
+    // A holder refreshes its lock every few seconds; one untouched for STALE_MS, or whose process
+    // is gone, is dead (e.g. a server stopped or killed in the middle of a key change).
+    if (age > STALE_MS || deadOnThisHost(holder)) {
+      if (holder?.owner !== undefined && (await ownerOf(path)) === holder.owner) await rm(path, { force: true });
       continue;
     }
     if (Date.now() > deadline) {

@@ -1,6 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
@@ -165,6 +165,17 @@ describe('the lock file', () => {
     await waiting;
     expect(acquired).toBe(true);
   });
+
+  it('breaks at once a fresh lock whose holder process on this host is gone (a server stopped mid-change)', async () => {
+    await open();
+    const child = spawn(process.execPath, ['-e', '']);
+    await new Promise((resolve) => child.once('exit', resolve));
+    const lock = join(dir, '.lock');
+    writeFileSync(lock, JSON.stringify({ owner: 'gone', pid: child.pid, host: hostname() }), { mode: 0o600 });
+    // Judged by who holds it, not by its age: a live-looking lock would block for 30 s, past this test's limit.
+    await withKeyLock(dir, () => Promise.resolve());
+    expect(existsSync(lock)).toBe(false);
+  }, 10_000);
 
   it('never removes a lock it does not own', async () => {
     await open();

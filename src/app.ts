@@ -7,7 +7,6 @@ import compose from 'koa-compose';
 
 import { adminRoutes } from './admin/index.js';
 import { AuditLog } from './audit/audit-log.js';
-import { findClient } from './clients/client.repository.js';
 import type { SecretHasher } from './clients/secret.js';
 import { VerifiedCredentialCache } from './clients/verified-credentials.js';
 import type { Clock } from './clock.js';
@@ -54,7 +53,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   // active key changes while it is being handled.
   const buildEngine = (keystore: Keystore) => ({
     kid: keystore.active.kid,
-    run: compose(createProvider({ issuer: config.issuer, keystore, lookup: (clientId) => findClient(db, clientId), hooks, trustProxy: config.trustProxy }).middleware),
+    run: compose(createProvider({ issuer: config.issuer, keystore, hooks, trustProxy: config.trustProxy }).middleware),
   });
   let engine = buildEngine(keys.current);
   keys.onChange((keystore) => {

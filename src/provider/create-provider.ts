@@ -10,21 +10,20 @@ import { Provider, type Configuration } from 'oidc-provider';
 import type { Keystore } from '../keys/keystore.js';
 import type { TokenHooks } from '../token/index.js';
 import { TOKEN_PATH } from '../discovery/metadata.js';
-import { createAdapterFactory, type ClientLookup } from './adapter.js';
+import { createAdapterFactory } from './adapter.js';
 
 export interface ProviderOptions {
   readonly issuer: string;
   readonly keystore: Keystore;
-  readonly lookup: ClientLookup;
   readonly hooks: TokenHooks;
   readonly trustProxy: boolean;
 }
 
 const off = { enabled: false } as const;
 
-export function createProvider({ issuer, keystore, lookup, hooks, trustProxy }: ProviderOptions): Provider {
+export function createProvider({ issuer, keystore, hooks, trustProxy }: ProviderOptions): Provider {
   const configuration: Configuration = {
-    adapter: createAdapterFactory(lookup),
+    adapter: createAdapterFactory(),
     // Only the active key: the engine signs, and is rebuilt when the active key changes.
     jwks: keystore.signingJwks(),
     clientAuthMethods: ['client_secret_basic', 'client_secret_post'],

@@ -3,6 +3,7 @@
  *
  * oidc-provider runs the protocol; Tessera's steps plug into it. A request meets them in order:
  *   1. parse-request.ts        the engine reads the form; we read scope and audience
+ *      provider/adapter.ts     the engine gets the same stand-in client for any id (no lookup)
  *   2. authenticate-client.ts  one argon2id verify, as the engine's Client#compareClientSecret;
  *      normalize-errors.ts     every authentication failure answered as one 401 invalid_client
  *   3. policy.ts               scope ⊆ allowed, audience allowed, lifetime (the engine's resource-server hooks)

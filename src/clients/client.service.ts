@@ -4,10 +4,10 @@ import { randomUUID } from 'node:crypto';
 import { epochSeconds, type Clock } from '../clock.js';
 import { auditEvent, type AuditLog } from '../audit/audit-log.js';
 import type { Db } from '../db/database.js';
-import { validateNewClient, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
+import { validateNewClient, type ClientSettings, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
 import { lastEventTime } from '../audit/audit-event.repository.js';
 import { DuplicateClientError, deleteClientRow, expireSecret, expireSecretsAfter, findClient, findSecret, insertClient, insertSecret, updateClient, validSecretIds } from './client.repository.js';
-import { presentClient, type Client } from './client.js';
+import { presentClient, toClientRow, type Client } from './client.js';
 import { generateSecret, type SecretHasher } from './secret.js';
 
 export interface ClientServiceDeps {
@@ -26,6 +26,11 @@ export interface CreatedClient {
   readonly clientSecret: string;
 }
 
+/** The settings part of a client: everything an operator chooses. */
+function settingsOf({ clientId: _id, ...settings }: ClientSettings): Omit<Client, 'clientId' | 'tokensRevokedBefore' | 'createdAt' | 'updatedAt'> {
+  return settings;
+}
+
 /** Validates the settings, generates the id and secret, and stores the client with the secret's hash. */
 export async function createClient(deps: ClientServiceDeps, input: ClientSettingsInput): Promise<CreatedClient> {
   const settings = validateNewClient(input, deps.limits);
@@ -41,46 +46,15 @@ export async function createClient(deps: ClientServiceDeps, input: ClientSetting
     }
   }
   const secret = generateSecret();
-
-  const client: Client = {
-    clientId,
-    clientName: settings.clientName,
-    description: settings.description,
-    scopes: settings.scopes,
-    defaultScopes: settings.defaultScopes,
-    audiences: settings.audiences,
-    defaultAudience: settings.defaultAudience,
-    introspectionAudiences: settings.introspectionAudiences,
-    tokensRevokedBefore: null,
-    grantTypes: settings.grantTypes,
-    authMethod: settings.authMethod,
-    accessTokenTtl: settings.accessTokenTtl,
-    enabled: settings.enabled,
-    createdAt: now,
-    updatedAt: now,
-  };
-
-  await insertClient(
-    deps.db,
-    {
-      client_id: clientId,
-      client_name: client.clientName,
-      description: client.description,
-      scope: client.scopes.join(' '),
-      default_scope: client.defaultScopes.join(' ') || null,
-      audience: JSON.stringify(client.audiences),
-      default_audience: client.defaultAudience,
-      introspection_audiences: JSON.stringify(client.introspectionAudiences),
-      tokens_revoked_before: null,
-      grant_types: JSON.stringify(client.grantTypes),
-      token_endpoint_auth_method: client.authMethod,
-      access_token_ttl: client.accessTokenTtl,
-      enabled: client.enabled ? 1 : 0,
-      created_at: now,
-      updated_at: now,
-    },
-    { id: secret.id, client_id: clientId, hash: await deps.hasher.hash(secret.value), created_at: now, expires_at: null, last_used_at: null },
-  );
+  const client: Client = { ...settingsOf(settings), clientId, tokensRevokedBefore: null, createdAt: now, updatedAt: now };
+  await insertClient(deps.db, toClientRow(client), {
+    id: secret.id,
+    client_id: clientId,
+    hash: await deps.hasher.hash(secret.value),
+    created_at: now,
+    expires_at: null,
+    last_used_at: null,
+  });
 
   await recordChange(deps, 'client.created', clientId, { fields: Object.keys(input).filter((k) => input[k as keyof ClientSettingsInput] !== undefined) });
   return { client, clientSecret: secret.value };
@@ -163,39 +137,13 @@ export async function updateClientSettings(
     const { client_id, created_at, updated_at, ...settings } = presentClient(current);
     const merged = validateNewClient({ ...settings, ...patch }, deps.limits);
     const now = epochSeconds(deps.clock);
-    const next: Client = {
-      ...current,
-      clientName: merged.clientName,
-      description: merged.description,
-      scopes: merged.scopes,
-      defaultScopes: merged.defaultScopes,
-      audiences: merged.audiences,
-      defaultAudience: merged.defaultAudience,
-      introspectionAudiences: merged.introspectionAudiences,
-      grantTypes: merged.grantTypes,
-      authMethod: merged.authMethod,
-      accessTokenTtl: merged.accessTokenTtl,
-      enabled: merged.enabled,
-      updatedAt: now,
-    };
+    const next: Client = { ...current, ...settingsOf(merged), updatedAt: now };
     const before = presentClient(current) as unknown as Record<string, unknown>;
     const after = presentClient(next) as unknown as Record<string, unknown>;
     const changed = Object.keys(after).filter((k) => k !== 'updated_at' && JSON.stringify(before[k]) !== JSON.stringify(after[k]));
     if (changed.length > 0) {
-      await updateClient(trx, clientId, {
-        client_name: next.clientName,
-        description: next.description,
-        scope: next.scopes.join(' '),
-        default_scope: next.defaultScopes.join(' ') || null,
-        audience: JSON.stringify(next.audiences),
-        default_audience: next.defaultAudience,
-        introspection_audiences: JSON.stringify(next.introspectionAudiences),
-        grant_types: JSON.stringify(next.grantTypes),
-        token_endpoint_auth_method: next.authMethod,
-        access_token_ttl: next.accessTokenTtl,
-        enabled: next.enabled ? 1 : 0,
-        updated_at: now,
-      });
+      const { client_id: _id, created_at: _created, ...row } = toClientRow(next);
+      await updateClient(trx, clientId, row);
     }
     return { client: changed.length > 0 ? next : current, changed };
   });

@@ -54,6 +54,27 @@ export function toClient(row: ClientRow): Client {
   };
 }
 
+/** The inverse of toClient: how a client is stored. */
+export function toClientRow(client: Client): ClientRow {
+  return {
+    client_id: client.clientId,
+    client_name: client.clientName,
+    description: client.description,
+    scope: client.scopes.join(' '),
+    default_scope: client.defaultScopes.join(' ') || null,
+    audience: JSON.stringify(client.audiences),
+    default_audience: client.defaultAudience,
+    introspection_audiences: JSON.stringify(client.introspectionAudiences),
+    tokens_revoked_before: client.tokensRevokedBefore,
+    grant_types: JSON.stringify(client.grantTypes),
+    token_endpoint_auth_method: client.authMethod,
+    access_token_ttl: client.accessTokenTtl,
+    enabled: client.enabled ? 1 : 0,
+    created_at: client.createdAt,
+    updated_at: client.updatedAt,
+  };
+}
+
 /** Client JSON shared by the CLI and the admin API; names follow RFC 7591 client metadata. */
 export interface ClientJson {
   client_id: string;

@@ -120,6 +120,7 @@ async function makeClients(db: Db, hasher: SecretHasher, count: number, input: P
     limits: { maxAccessTokenTtl: 86_400 },
     auditLog: new AuditLog(db, createLogger('silent'), systemClock),
     actor: 'bench',
+    clientChanged: () => {},
   };
   const made: Credentials[] = [];
   for (let i = 0; i < count; i += 8) {

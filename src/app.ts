@@ -6,7 +6,8 @@ import Koa from 'koa';
 import compose from 'koa-compose';
 
 import { adminRoutes } from './admin/index.js';
-import { AuditLog } from './audit/audit-log.js';
+import type { AuditLog } from './audit/audit-log.js';
+import type { ClientRecords } from './clients/client-records.js';
 import type { SecretHasher } from './clients/secret.js';
 import { VerifiedCredentialCache } from './clients/verified-credentials.js';
 import type { Clock } from './clock.js';
@@ -30,6 +31,9 @@ import { tokenState } from './token/request-state.js';
 
 export interface AppDeps {
   readonly db: Db;
+  /** Shared with the client service, whose changes invalidate it. */
+  readonly records: ClientRecords;
+  readonly auditLog: AuditLog;
   readonly keys: KeyManager;
   readonly hasher: SecretHasher;
   readonly log: Logger;
@@ -37,11 +41,10 @@ export interface AppDeps {
 }
 
 export function createApp(config: Config, deps: AppDeps): Koa {
-  const { db, keys, hasher, log, clock } = deps;
+  const { db, records, auditLog, keys, hasher, log, clock } = deps;
 
   const verified = new VerifiedCredentialCache({ ttlMs: config.credentialCacheTtl * 1000, maxEntries: config.credentialCacheSize, clock });
-  const authenticate = createAuthenticator({ db, hasher, verified, clock });
-  const auditLog = new AuditLog(db, log, clock);
+  const authenticate = createAuthenticator({ db, records, hasher, verified, clock });
   const hooks = tokenHooks({
     authenticate,
     log,
@@ -80,7 +83,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   const introspection = { db, authenticate, inspect, auditLog, clock, issuer: config.issuer };
   const admin = adminRoutes({
     db,
-    service: { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl }, auditLog },
+    service: { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl }, auditLog, clientChanged: (clientId) => records.invalidate(clientId) },
     inspect,
     auditLog,
     keys,

@@ -43,6 +43,8 @@ export interface Config {
   readonly credentialCacheTtl: number;
   /** Most verified secrets remembered at once. */
   readonly credentialCacheSize: number;
+  /** Seconds a client's record stays cached; changes made by another process apply within this. */
+  readonly clientCacheTtl: number;
   /** Largest admin request body, in bytes. */
   readonly adminBodyLimit: number;
   /** Create and print one admin client on first start with an empty database. */
@@ -115,6 +117,7 @@ export function loadConfig(env: Env = process.env): Config {
   const argon2Limits = { concurrency: int('ARGON2_CONCURRENCY', availableParallelism(), 1, 256), queue: int('ARGON2_QUEUE', 32, 0, 100_000) };
   const credentialCacheTtl = int('CREDENTIAL_CACHE_TTL', 300, 0, 86_400);
   const credentialCacheSize = int('CREDENTIAL_CACHE_SIZE', 10_000, 1, 10_000_000);
+  const clientCacheTtl = int('CLIENT_CACHE_TTL', 1, 0, 60);
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
   const bootstrapAdmin = parseBoolean('TESSERA_BOOTSTRAP_ADMIN', env.TESSERA_BOOTSTRAP_ADMIN, true, problems);
   const adminBodyLimit = int('ADMIN_BODY_LIMIT', 65_536, 1024, 10_485_760);
@@ -144,6 +147,7 @@ export function loadConfig(env: Env = process.env): Config {
     argon2Limits: Object.freeze(argon2Limits),
     credentialCacheTtl,
     credentialCacheSize,
+    clientCacheTtl,
     adminBodyLimit,
     bootstrapAdmin,
     logLevel,

@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import { bootstrapAdmin } from './admin/bootstrap.js';
 import { createApp } from './app.js';
 import { AuditLog } from './audit/audit-log.js';
+import { clientRecords } from './clients/client-records.js';
 import { SecretHasher } from './clients/secret.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
@@ -29,15 +30,16 @@ async function main(): Promise<void> {
   const keys = await KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(auditLog), log);
   const stopKeys = keys.start();
   const hasher = new SecretHasher(config.argon2, config.argon2Limits);
+  const records = clientRecords(db, config, systemClock);
   if (config.bootstrapAdmin) {
     const limits = { maxAccessTokenTtl: config.accessTokenMaxTtl };
-    const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits, auditLog, actor: 'bootstrap' }, config.issuer);
+    const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits, auditLog, actor: 'bootstrap', clientChanged: (id) => records.invalidate(id) }, config.issuer);
     if (admin) printBootstrapAdmin(admin.client.clientId, admin.clientSecret, config.issuer);
   }
 
   const stopPruner = startRevocationPruner(db, systemClock, config.clockLeeway, log);
   log.info({ kid: keys.current.active.kid }, 'signing key loaded');
-  const app = createApp(config, { db, keys, hasher, log, clock: systemClock });
+  const app = createApp(config, { db, records, auditLog, keys, hasher, log, clock: systemClock });
   const server: Server = app.listen(config.port, config.host);
   // Slow or idle clients must not hold sockets open indefinitely.
   server.headersTimeout = 10_000;

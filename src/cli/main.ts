@@ -132,6 +132,8 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       // The audit rows are what matters here; their log-line mirror would only clutter the terminal.
       auditLog: new AuditLog(db, createLogger('silent'), systemClock),
       actor: 'cli',
+      // A running server sees the change within its CLIENT_CACHE_TTL.
+      clientChanged: () => {},
     };
     const openKeys = () => KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(deps.auditLog));
     const out = (json: unknown, text: string) => io.stdout.write(values.json ? `${JSON.stringify(json, null, 2)}\n` : text);

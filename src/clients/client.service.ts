@@ -18,6 +18,8 @@ export interface ClientServiceDeps {
   readonly auditLog: AuditLog;
   /** Who acts, for the audit log: `cli`, or the admin client's id. */
   readonly actor: string;
+  /** Called after every change to a client or its secrets: the server drops its cached record. */
+  readonly clientChanged: (clientId: string) => void;
 }
 
 export interface CreatedClient {
@@ -84,8 +86,9 @@ export async function rotateSecret(deps: ClientServiceDeps, clientId: string, pr
   return secret.value;
 }
 
-/** One audit row for an operator's change to a client. */
+/** After an operator's change to a client: caches forget it at once, and one audit row. */
 function recordChange(deps: ClientServiceDeps, type: string, clientId: string, details: Record<string, unknown> = {}): Promise<void> {
+  deps.clientChanged(clientId);
   return deps.auditLog.record(auditEvent({ type, outcome: 'success', client_id: clientId, details: { actor: deps.actor, ...details } }));
 }
 

@@ -4,9 +4,9 @@
  *
  * What is kept is an HMAC of the presented secret under a random per-process key, bound to the
  * secret's id and to the exact hash string it was verified against: never the plaintext, never on
- * disk. The client and secret rows are still read fresh on every request, so disabling a client,
- * expiring or revoking a secret, or deleting either takes effect at once, from any process. Only
- * successful verifications are cached; a wrong secret always pays the full argon2 cost.
+ * disk. The client and secret rows are checked on every request (client-records.ts), so disabling a
+ * client, expiring or revoking a secret, or deleting either still applies. Only successful
+ * verifications are cached; a wrong secret always pays the full argon2 cost.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 

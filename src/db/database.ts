@@ -6,7 +6,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import SQLite from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { Kysely, SqliteDialect, type SqliteDatabase } from 'kysely';
 
 import type { AuditEventTable } from '../audit/audit-event.table.js';
 import type { ClientSecretTable, ClientTable } from '../clients/client.table.js';
@@ -37,5 +37,32 @@ export function openDatabase(path: string): Db {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+}
+
+/**
+ * kysely prepares every query it runs, and preparing costs more than running the hot path's small
+ * queries. Statements are kept by SQL text (kysely puts values in parameters, so the text depends
+ * only on a query's shape), the least recently used dropped beyond a bound: multi-row inserts make
+ * one text per row count. kysely runs one query at a time on this connection, so a statement is
+ * never in use when it is handed out again.
+ */
+const STATEMENT_CACHE_SIZE = 256;
+
+function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
+  const statements = new Map<string, SQLite.Statement>();
+  return {
+    prepare(sql) {
+      let statement = statements.get(sql);
+      if (statement === undefined) {
+        statement = sqlite.prepare(sql);
+        if (statements.size >= STATEMENT_CACHE_SIZE) statements.delete(statements.keys().next().value as string);
+      } else {
+        statements.delete(sql);
+      }
+      statements.set(sql, statement);
+      return statement;
+    },
+    close: () => void sqlite.close(),
+  };
 }

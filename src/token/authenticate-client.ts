@@ -3,12 +3,14 @@
  *
  * Every failed attempt costs exactly one argon2id verify: against the stored hash the presented
  * secret names, or against a decoy when the client, the secret id or the secret's format is
- * unknown. A secret verified recently skips argon2 (verified-credentials.ts); the client and
- * secret rows are read fresh every time, so a change to either applies at once. The caller sees
- * one generic `invalid_client` whatever went wrong; the reason goes to the audit log.
+ * unknown. A secret verified recently skips argon2 (verified-credentials.ts), and the client and
+ * secret rows come from the client-record cache (client-records.ts), so a request for a known
+ * client usually costs neither argon2 nor a query. The caller sees one generic `invalid_client`
+ * whatever went wrong; the reason goes to the audit log.
  */
 import type { AuthMethod, Client } from '../clients/client.js';
-import { findClient, findSecret, touchSecret, updateSecretHash } from '../clients/client.repository.js';
+import type { ClientRecords } from '../clients/client-records.js';
+import { touchSecret, updateSecretHash } from '../clients/client.repository.js';
 import { secretIdOf, type SecretHasher } from '../clients/secret.js';
 import type { VerifiedCredentialCache } from '../clients/verified-credentials.js';
 import { epochSeconds, type Clock } from '../clock.js';
@@ -34,6 +36,7 @@ export interface PresentedCredentials {
 
 export interface AuthenticatorDeps {
   readonly db: Db;
+  readonly records: ClientRecords;
   readonly hasher: SecretHasher;
   readonly verified: VerifiedCredentialCache;
   readonly clock: Clock;
@@ -41,11 +44,11 @@ export interface AuthenticatorDeps {
 
 export type Authenticator = (presented: PresentedCredentials) => Promise<AuthOutcome>;
 
-export function createAuthenticator({ db, hasher, verified, clock }: AuthenticatorDeps): Authenticator {
+export function createAuthenticator({ db, records, hasher, verified, clock }: AuthenticatorDeps): Authenticator {
   return async function authenticateClient({ clientId, secret, method }) {
-    const client = await findClient(db, clientId);
+    const client = await records.client(clientId);
     const secretId = secretIdOf(secret);
-    const stored = client && secretId !== undefined ? await findSecret(db, clientId, secretId) : undefined;
+    const stored = client && secretId !== undefined ? await records.secret(clientId, secretId) : undefined;
 
     if (!client || !stored) {
       await hasher.verifyDecoy(secret);
@@ -55,7 +58,10 @@ export function createAuthenticator({ db, hasher, verified, clock }: Authenticat
       if (!(await hasher.verify(stored.hash, secret))) return { ok: false, reason: 'secret_mismatch' };
       // Hashes carry their parameters: one made with weaker ones is upgraded now that we know the secret.
       const hash = hasher.needsRehash(stored.hash) ? await hasher.hash(secret) : stored.hash;
-      if (hash !== stored.hash) await updateSecretHash(db, stored.id, hash);
+      if (hash !== stored.hash) {
+        await updateSecretHash(db, stored.id, hash);
+        records.invalidate(clientId);
+      }
       verified.remember(stored.id, hash, secret);
     }
 
@@ -67,7 +73,10 @@ export function createAuthenticator({ db, hasher, verified, clock }: Authenticat
     // Operators see when a secret was last used (to retire unused ones); a minute's precision
     // keeps this write off most requests.
     const now = epochSeconds(clock);
-    if (stored.last_used_at === null || now - Number(stored.last_used_at) >= LAST_USED_PRECISION) await touchSecret(db, stored.id, now);
+    if (stored.last_used_at === null || now - Number(stored.last_used_at) >= LAST_USED_PRECISION) {
+      await touchSecret(db, stored.id, now);
+      records.invalidate(clientId);
+    }
     return { ok: true, client };
   };
 }

@@ -28,4 +28,19 @@ describe('openDatabase', () => {
     expect(statSync(`${path}-wal`).mode & 0o777).toBe(0o600);
     await db.destroy();
   });
+
+
+  it('answers correctly across more distinct queries than it keeps prepared', async () => {
+    const db = openDatabase(join(dir, 'tessera.db'));
+    await migrateToLatest(db);
+    await db.insertInto('revoked_tokens').values([1, 2, 3].map((n) => ({ jti: `jti-${n}`, client_id: 'c', expires_at: n, revoked_at: n }))).execute();
+    // An IN list of n values is a distinct SQL text for every n.
+    const count = async (n: number) => {
+      const jtis = Array.from({ length: n }, (_, i) => `jti-${i + 1}`);
+      return (await db.selectFrom('revoked_tokens').select('jti').where('jti', 'in', jtis).execute()).length;
+    };
+    for (let n = 1; n <= 300; n++) expect(await count(n)).toBe(Math.min(n, 3));
+    expect(await count(2)).toBe(2);
+    await db.destroy();
+  });
 });

@@ -16,6 +16,7 @@ import supertest from 'supertest';
 import { createApp } from '../../src/app.js';
 import { AuditLog } from '../../src/audit/audit-log.js';
 import type { AuditEventRow } from '../../src/audit/audit-event.table.js';
+import { clientRecords } from '../../src/clients/client-records.js';
 import type { ClientSettingsInput } from '../../src/clients/client-settings.js';
 import { createClient, rotateSecret, type ClientServiceDeps } from '../../src/clients/client.service.js';
 import type { Client } from '../../src/clients/client.js';
@@ -125,7 +126,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const auditLog = new AuditLog(db, log, clock);
   const keys = await KeyManager.open(keyPolicy(config, clock), auditKeyEvents(auditLog), log);
   const hasher = new CountingHasher(config.argon2, config.argon2Limits);
-  const app = createApp(config, { db, keys, hasher, log, clock });
+  const records = clientRecords(db, config, clock);
+  const app = createApp(config, { db, records, auditLog, keys, hasher, log, clock });
   const deps: ClientServiceDeps = {
     db,
     hasher,
@@ -133,6 +135,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     limits: { maxAccessTokenTtl: config.accessTokenMaxTtl },
     auditLog,
     actor: 'test',
+    clientChanged: (clientId) => records.invalidate(clientId),
   };
 
   return {

@@ -1,0 +1,139 @@
+import type { KyselyPlugin } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { ClientRecords } from '../../src/clients/client-records.js';
+import { deleteClient, revokeSecret, setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
+import { secretIdOf } from '../../src/clients/secret.js';
+import { openDatabase } from '../../src/db/database.js';
+import { basic, startHarness, TestClock, type Harness } from '../support/harness.js';
+
+const API = 'https://api.example.com';
+
+describe('client record cache', () => {
+  let h: Harness;
+  let clock: TestClock;
+  let records: ClientRecords;
+
+  beforeAll(async () => {
+    h = await startHarness();
+    clock = new TestClock();
+    records = new ClientRecords(h.db, { ttlMs: 1000, maxEntries: 2, clock });
+  });
+  afterAll(() => h.close());
+
+  /** A change made behind the cache's back, as the CLI or another instance would. */
+  const renameInDatabase = (clientId: string, name: string) =>
+    h.db.updateTable('clients').set({ client_name: name }).where('client_id', '=', clientId).execute();
+
+  it('serves a record from memory within the TTL and reads it again after', async () => {
+    const { client } = await h.createClient({ client_name: 'before', audience: [API] });
+    expect((await records.client(client.clientId))?.clientName).toBe('before');
+    await renameInDatabase(client.clientId, 'after');
+    expect((await records.client(client.clientId))?.clientName).toBe('before');
+    clock.advance(1);
+    expect((await records.client(client.clientId))?.clientName).toBe('after');
+  });
+
+  it('reads the database again at once after an invalidation', async () => {
+    const { client } = await h.createClient({ client_name: 'one', audience: [API] });
+    await records.client(client.clientId);
+    await renameInDatabase(client.clientId, 'two');
+    records.invalidate(client.clientId);
+    expect((await records.client(client.clientId))?.clientName).toBe('two');
+  });
+
+  it('does not cache a read that an invalidation overtook', async () => {
+    const { client } = await h.createClient({ client_name: 'old', audience: [API] });
+    // Holds every query's result until released: the read has its row, but has not stored it yet.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const held: KyselyPlugin = { transformQuery: (args) => args.node, transformResult: async (args) => (await gate, args.result) };
+    const slow = new ClientRecords(h.db.withPlugin(held), { ttlMs: 1000, maxEntries: 10, clock });
+
+    const inFlight = slow.client(client.clientId);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // The held read keeps this handle's connection, so the change comes through a second one.
+    const other = openDatabase(h.config.databasePath);
+    await other.updateTable('clients').set({ client_name: 'new' }).where('client_id', '=', client.clientId).execute();
+    await other.destroy();
+    slow.invalidate(client.clientId);
+    release();
+    expect((await inFlight)?.clientName).toBe('old');
+    expect((await slow.client(client.clientId))?.clientName).toBe('new');
+  });
+
+  it('never caches an unknown client or an unknown secret id', async () => {
+    expect(await records.client('not-yet')).toBeUndefined();
+    const { client, secret } = await h.createClient({ client_id: 'not-yet', client_name: 'late', audience: [API] });
+    expect((await records.client('not-yet'))?.clientId).toBe(client.clientId);
+
+    const secretId = secretIdOf(secret)!;
+    const other = `${secretId.slice(0, -1)}${secretId.endsWith('0') ? '1' : '0'}`;
+    expect(await records.secret(client.clientId, other)).toBeUndefined();
+    expect((await records.secret(client.clientId, secretId))?.id).toBe(secretId);
+  });
+
+  it('keeps at most maxEntries clients, dropping the least recently used', async () => {
+    const made = await Promise.all(['a', 'b', 'c'].map((name) => h.createClient({ client_name: name, audience: [API] })));
+    const [a, b, c] = made.map((m) => m.client.clientId) as [string, string, string];
+    await records.client(a);
+    await records.client(b);
+    await records.client(a);
+    await records.client(c);
+    expect(records.size).toBe(2);
+    await renameInDatabase(a, 'a2');
+    await renameInDatabase(b, 'b2');
+    expect((await records.client(a))?.clientName).toBe('a');
+    expect((await records.client(b))?.clientName).toBe('b2');
+  });
+});
+
+describe('a change through the client service applies to the token endpoint at once', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness({ CLIENT_CACHE_TTL: '60' });
+  });
+  afterAll(() => h.close());
+
+  const tokenFor = (id: string, secret: string, form: Record<string, string> = {}) =>
+    h.request.post('/oauth/token').set('Authorization', basic(id, secret)).type('form').send({ grant_type: 'client_credentials', ...form });
+
+  it.each([
+    ['disabled', (id: string) => setClientEnabled(h.service, id, false)],
+    ['deleted', (id: string) => deleteClient(h.service, id)],
+    ['its secret rotated with no grace period', (id: string) => h.rotateSecret(id, 0)],
+  ])('refuses a cached client once it is %s', async (_label, change) => {
+    const { client, secret } = await h.createClient({ client_name: 'cached', audience: [API] });
+    expect((await tokenFor(client.clientId, secret)).status).toBe(200);
+    await change(client.clientId);
+    expect((await tokenFor(client.clientId, secret)).status).toBe(401);
+  });
+
+  it('refuses a cached secret once it is revoked', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'cached', audience: [API] });
+    expect((await tokenFor(client.clientId, secret)).status).toBe(200);
+    expect(await revokeSecret(h.service, client.clientId, secretIdOf(secret)!)).toBe(true);
+    expect((await tokenFor(client.clientId, secret)).status).toBe(401);
+  });
+
+  it('applies narrowed scopes to the next request', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'cached', audience: [API], scope: 'read write' });
+    expect((await tokenFor(client.clientId, secret, { scope: 'write' })).status).toBe(200);
+    await updateClientSettings(h.service, client.clientId, { scope: 'read', default_scope: 'read' });
+    const res = await tokenFor(client.clientId, secret, { scope: 'write' });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_scope');
+  });
+
+  it('sees a change made by another process only after CLIENT_CACHE_TTL', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'elsewhere', audience: [API] });
+    // The first use records last_used_at, which reloads the record; the second is served from it.
+    expect((await tokenFor(client.clientId, secret)).status).toBe(200);
+    expect((await tokenFor(client.clientId, secret)).status).toBe(200);
+    await h.db.updateTable('clients').set({ enabled: 0 }).where('client_id', '=', client.clientId).execute();
+    expect((await tokenFor(client.clientId, secret)).status).toBe(200);
+    h.clock.advance(60);
+    expect((await tokenFor(client.clientId, secret)).status).toBe(401);
+  });
+});

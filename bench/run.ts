@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 
 import { AuditLog } from '../src/audit/audit-log.js';
+import { writeAuditRows } from '../src/audit/audit-writer.js';
 import { createClient, type ClientServiceDeps } from '../src/clients/client.service.js';
 import { SecretHasher } from '../src/clients/secret.js';
 import { systemClock } from '../src/clock.js';
@@ -118,7 +119,7 @@ async function makeClients(db: Db, hasher: SecretHasher, count: number, input: P
     hasher,
     clock: systemClock,
     limits: { maxAccessTokenTtl: 86_400 },
-    auditLog: new AuditLog(db, createLogger('silent'), systemClock),
+    auditLog: new AuditLog(writeAuditRows(db), createLogger('silent'), systemClock),
     actor: 'bench',
     clientChanged: () => {},
   };

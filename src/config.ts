@@ -101,6 +101,8 @@ export function loadConfig(env: Env = process.env): Config {
   const databaseUrl = env.DATABASE_URL || 'data/tessera.db';
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a SQLite file path (e.g. /var/lib/tessera/tessera.db); other databases are not supported yet');
+  } else if (databaseUrl === ':memory:' || databaseUrl.startsWith('file:')) {
+    problems.push('DATABASE_URL must be a SQLite file path: an in-memory database would lose every client and audit row');
   }
 
   const logLevel = (env.LOG_LEVEL || 'info') as LogLevel;

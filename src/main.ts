@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import { bootstrapAdmin } from './admin/bootstrap.js';
 import { createApp } from './app.js';
 import { AuditLog } from './audit/audit-log.js';
+import { AuditWriterThread } from './audit/audit-writer.js';
 import { clientRecords } from './clients/client-records.js';
 import { SecretHasher } from './clients/secret.js';
 import { systemClock } from './clock.js';
@@ -26,7 +27,9 @@ async function main(): Promise<void> {
   const db = openDatabase(config.databasePath);
   const applied = await migrateToLatest(db);
   if (applied.length > 0) log.info({ migrations: applied }, 'database migrated');
-  const auditLog = new AuditLog(db, log, systemClock);
+  // The audit commits (and their fsyncs) run on their own thread, off the event loop.
+  const auditWriter = new AuditWriterThread(config.databasePath);
+  const auditLog = new AuditLog(auditWriter.write, log, systemClock);
   const keys = await KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(auditLog), log);
   const stopKeys = keys.start();
   const hasher = new SecretHasher(config.argon2, config.argon2Limits);
@@ -52,11 +55,13 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
     stopPruner();
     server.close(() => {
-      void Promise.all([stopKeys(), auditLog.flush()]).then(() => db.destroy()).then(() => {
-        clearTimeout(force);
-        log.info('stopped');
-        process.exit(0);
-      });
+      void Promise.all([stopKeys(), auditLog.flush()])
+        .then(() => Promise.all([auditWriter.close(), db.destroy()]))
+        .then(() => {
+          clearTimeout(force);
+          log.info('stopped');
+          process.exit(0);
+        });
     });
     server.closeIdleConnections();
   };

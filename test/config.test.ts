@@ -85,6 +85,10 @@ describe('loadConfig', () => {
   it('refuses a database URL until PostgreSQL is supported', () => {
     expect(problemsOf({ DATABASE_URL: 'postgres://db/tessera' }).join()).toContain('DATABASE_URL');
   });
+
+  it.each([':memory:', 'file::memory:?cache=shared'])('refuses an in-memory database, which would lose clients and audit rows: %s', (url) => {
+    expect(problemsOf({ DATABASE_URL: url }).join()).toContain('in-memory');
+  });
 });
 
 describe('keyPolicy', () => {

@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto';
 
 import type { Clock } from '../clock.js';
-import type { Db } from '../db/database.js';
 import type { Logger } from '../log.js';
 import type { NewAuditEventRow } from './audit-event.table.js';
+import type { AuditWriter } from './audit-writer.js';
 
 /** What a caller records; the log assigns the id and the time. */
 export type AuditEvent = Omit<NewAuditEventRow, 'id' | 'occurred_at'>;
@@ -87,7 +87,7 @@ export class AuditLog {
   #writer: Promise<void> | undefined;
 
   constructor(
-    private readonly db: Db,
+    private readonly commit: AuditWriter,
     private readonly log: Logger,
     private readonly clock: Clock,
   ) {}
@@ -118,7 +118,7 @@ export class AuditLog {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, MAX_BATCH);
         try {
-          await this.db.insertInto('audit_events').values(batch.map((p) => p.row)).execute();
+          await this.commit(batch.map((p) => p.row));
         } catch (err) {
           for (const pending of batch) pending.reject(err);
           continue;

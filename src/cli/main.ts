@@ -11,6 +11,7 @@ import { presentKey } from '../admin/tokens-and-keys.js';
 import { adminAudience } from '../admin/authorize.js';
 import { listAuditEvents } from '../audit/audit-event.repository.js';
 import { AuditLog } from '../audit/audit-log.js';
+import { writeAuditRows } from '../audit/audit-writer.js';
 import { presentClient } from '../clients/client.js';
 import { InvalidSettingError } from '../clients/client-settings.js';
 import { findClient, listClients } from '../clients/client.repository.js';
@@ -130,7 +131,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       clock: systemClock,
       limits: { maxAccessTokenTtl: config.accessTokenMaxTtl },
       // The audit rows are what matters here; their log-line mirror would only clutter the terminal.
-      auditLog: new AuditLog(db, createLogger('silent'), systemClock),
+      auditLog: new AuditLog(writeAuditRows(db), createLogger('silent'), systemClock),
       actor: 'cli',
       // A running server sees the change within its CLIENT_CACHE_TTL.
       clientChanged: () => {},

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { describe, expect, it, vi } from 'vitest';
 
 import { AuditLog, auditEvent, newEventId, scrub } from '../../src/audit/audit-log.js';
+import { writeAuditRows } from '../../src/audit/audit-writer.js';
 import { createLogger } from '../../src/log.js';
 import { startHarness } from '../support/harness.js';
 
@@ -37,7 +38,7 @@ describe('AuditLog group commit', () => {
     const h = await startHarness();
     try {
       const spy = vi.spyOn(h.db, 'insertInto');
-      const log = new AuditLog(h.db, createLogger('silent'), h.clock);
+      const log = new AuditLog(writeAuditRows(h.db), createLogger('silent'), h.clock);
       await Promise.all(Array.from({ length: 50 }, (_, i) => log.record(auditEvent({ type: `test.${i}`, outcome: 'success' }))));
       expect((await h.auditRows('test.')).length).toBe(50);
       expect(spy.mock.calls.length).toBeLessThan(5);
@@ -49,7 +50,7 @@ describe('AuditLog group commit', () => {
   it('rejects every caller of a batch that could not be committed', async () => {
     const h = await startHarness();
     try {
-      const log = new AuditLog(h.db, createLogger('silent'), h.clock);
+      const log = new AuditLog(writeAuditRows(h.db), createLogger('silent'), h.clock);
       await sql`DROP TABLE audit_events`.execute(h.db);
       const results = await Promise.allSettled([1, 2, 3].map(() => log.record(auditEvent({ type: 'test', outcome: 'success' }))));
       expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected', 'rejected']);

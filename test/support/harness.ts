@@ -15,6 +15,7 @@ import supertest from 'supertest';
 
 import { createApp } from '../../src/app.js';
 import { AuditLog } from '../../src/audit/audit-log.js';
+import { writeAuditRows } from '../../src/audit/audit-writer.js';
 import type { AuditEventRow } from '../../src/audit/audit-event.table.js';
 import { clientRecords } from '../../src/clients/client-records.js';
 import type { ClientSettingsInput } from '../../src/clients/client-settings.js';
@@ -123,7 +124,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const db = openDatabase(config.databasePath);
   await migrateToLatest(db);
   const clock = new TestClock();
-  const auditLog = new AuditLog(db, log, clock);
+  const auditLog = new AuditLog(writeAuditRows(db), log, clock);
   const keys = await KeyManager.open(keyPolicy(config, clock), auditKeyEvents(auditLog), log);
   const hasher = new CountingHasher(config.argon2, config.argon2Limits);
   const records = clientRecords(db, config, clock);

@@ -1,0 +1,20 @@
+/** The audit writer thread (audit-writer.ts): commits each batch it receives, in order. */
+import { parentPort, workerData } from 'node:worker_threads';
+
+import { openDatabase } from '../db/database.js';
+import { writeAuditRows, type AuditBatch, type AuditBatchResult } from './audit-writer.js';
+
+const { databasePath } = workerData as { databasePath: string };
+const write = writeAuditRows(openDatabase(databasePath));
+let previous = Promise.resolve();
+
+parentPort!.on('message', ({ rows }: AuditBatch) => {
+  // One batch at a time, answered in the order received.
+  previous = previous.then(async () => {
+    const result: AuditBatchResult = await write(rows).then(
+      () => ({ ok: true }),
+      (err: unknown) => ({ ok: false, error: err instanceof Error ? err.message : String(err) }),
+    );
+    parentPort!.postMessage(result);
+  });
+});

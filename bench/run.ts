@@ -32,6 +32,7 @@ const CONNECTIONS = 50;
 const DISTINCT_CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
 const MEMORY_CLIENTS = Number(process.env.BENCH_MEMORY_CLIENTS ?? 10_000);
 const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
+// BENCH_ONLY=memory runs only the memory run (when investigating RSS).
 const API = 'https://api.example.com';
 
 interface Credentials {
@@ -162,6 +163,7 @@ async function main(): Promise<void> {
   say(`load: autocannon, ${CONNECTIONS} connections, keep-alive, ${WARMUP} s warm-up then ${DURATION} s per scenario\n`);
 
   try {
+    if (process.env.BENCH_ONLY === 'memory') return await memoryRun(dir, port + 2);
     // Clients: one workload, DISTINCT_CLIENTS more, and a resource server that introspects.
     const db = openDatabase(dbPath);
     await migrateToLatest(db);
@@ -223,6 +225,9 @@ async function main(): Promise<void> {
 }
 
 /** RSS across a long run with many distinct clients: the caches must stay bounded. */
+/** BENCH_SERVER_ENV='A=1 B=2': extra server settings for an investigation. */
+const extraEnv = () => Object.fromEntries((process.env.BENCH_SERVER_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+
 async function memoryRun(dir: string, port: number): Promise<void> {
   const url = `http://127.0.0.1:${port}`;
   const dbPath = join(dir, 'memory.db');
@@ -236,7 +241,7 @@ async function memoryRun(dir: string, port: number): Promise<void> {
 
   const server = await startProcess(
     ['dist/src/main.js'],
-    { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'memory-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', ...argon2 },
+    { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'memory-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', ...argon2, ...extraEnv() },
     `${url}/.well-known/jwks.json`,
   );
   await warm(url, clients);

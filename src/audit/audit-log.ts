@@ -36,12 +36,14 @@ export function auditEvent(
 
 let lastMs = 0;
 let sequence = 0;
+// Drawn once: ids made by this process are already unique by time and sequence.
+const PROCESS_SUFFIX = randomBytes(6).toString('hex');
 
 /**
  * Ids sort by time, then by order of recording within this process: 12 hex digits of epoch
- * milliseconds, a 4-hex-digit sequence for events in the same millisecond, then randomness so
- * processes sharing a database never collide. Ordering by id is ordering by time, which keeps
- * paging stable without a database sequence.
+ * milliseconds, a 4-hex-digit sequence for events in the same millisecond, then 12 random hex
+ * digits drawn once per process, so processes sharing a database never collide. Ordering by id is
+ * ordering by time, which keeps paging stable without a database sequence.
  */
 export function newEventId(nowMs: number): string {
   if (nowMs > lastMs) {
@@ -50,7 +52,7 @@ export function newEventId(nowMs: number): string {
   } else {
     sequence += 1;
   }
-  return `${lastMs.toString(16).padStart(12, '0')}${(sequence & 0xffff).toString(16).padStart(4, '0')}${randomBytes(6).toString('hex')}`;
+  return `${lastMs.toString(16).padStart(12, '0')}${(sequence & 0xffff).toString(16).padStart(4, '0')}${PROCESS_SUFFIX}`;
 }
 
 const SECRET = /tsec_[0-9a-f]{16}_[A-Za-z0-9_-]*/g;

@@ -158,7 +158,7 @@ async function main(): Promise<void> {
   const port = 39_000 + Math.floor(Math.random() * 1000);
   const url = `http://127.0.0.1:${port}`;
   const dbPath = join(dir, 'tessera.db');
-  const env = { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false' };
+  const env = { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: '0' };
   say(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`);
   say(`load: autocannon, ${CONNECTIONS} connections, keep-alive, ${WARMUP} s warm-up then ${DURATION} s per scenario\n`);
 
@@ -241,7 +241,7 @@ async function memoryRun(dir: string, port: number): Promise<void> {
 
   const server = await startProcess(
     ['dist/src/main.js'],
-    { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'memory-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', ...argon2, ...extraEnv() },
+    { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'memory-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: '0', ...argon2, ...extraEnv() },
     `${url}/.well-known/jwks.json`,
   );
   await warm(url, clients);

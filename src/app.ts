@@ -22,6 +22,7 @@ import { introspectEndpoint, revokeEndpoint } from './introspection/index.js';
 import { createTokenInspector } from './introspection/inspect-token.js';
 import { createTokenVerifier } from './introspection/verify-token.js';
 import type { KeyManager } from './keys/key-manager.js';
+import type { Limits } from './limits/index.js';
 import type { Keystore } from './keys/keystore.js';
 import type { Logger } from './log.js';
 import { createProvider } from './provider/create-provider.js';
@@ -33,6 +34,7 @@ export interface AppDeps {
   readonly db: Db;
   /** Shared with the client service, whose changes invalidate it. */
   readonly records: ClientRecords;
+  readonly limits: Limits;
   readonly auditLog: AuditLog;
   readonly keys: KeyManager;
   readonly hasher: SecretHasher;
@@ -41,12 +43,13 @@ export interface AppDeps {
 }
 
 export function createApp(config: Config, deps: AppDeps): Koa {
-  const { db, records, auditLog, keys, hasher, log, clock } = deps;
+  const { db, records, limits, auditLog, keys, hasher, log, clock } = deps;
 
   const verified = new VerifiedCredentialCache({ ttlMs: config.credentialCacheTtl * 1000, maxEntries: config.credentialCacheSize, clock });
-  const authenticate = createAuthenticator({ db, records, hasher, verified, clock });
+  const authenticate = createAuthenticator({ db, records, limits, hasher, verified, clock });
   const hooks = tokenHooks({
     authenticate,
+    rateLimits: limits,
     log,
     limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl },
   });
@@ -69,6 +72,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
       return current.run(ctx, next);
     },
     auditLog,
+    refusals: limits.refusals,
     log,
     issuer: config.issuer,
   });
@@ -80,7 +84,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     maxTokenAge: config.accessTokenMaxTtl,
   });
   const inspect = createTokenInspector(db, verify);
-  const introspection = { db, authenticate, inspect, auditLog, clock, issuer: config.issuer };
+  const introspection = { db, authenticate, limits, inspect, auditLog, clock, issuer: config.issuer };
   const admin = adminRoutes({
     db,
     service: { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl }, auditLog, clientChanged: (clientId) => records.invalidate(clientId) },
@@ -93,7 +97,9 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   });
   const metadata = serveMetadata(config.issuer);
 
-  const app = new Koa({ proxy: config.trustProxy });
+  // Behind a proxy, the address is the one the proxy itself saw (the last X-Forwarded-For entry):
+  // earlier entries come from the caller, who could otherwise dodge the per-address limits.
+  const app = new Koa({ proxy: config.trustProxy, maxIpsCount: 1 });
   app.use(requestContext(log));
   app.use(
     routes({

@@ -45,6 +45,17 @@ export interface Config {
   readonly credentialCacheSize: number;
   /** Seconds a client's record stays cached; changes made by another process apply within this. */
   readonly clientCacheTtl: number;
+  /** Abuse limits (limits/): failed authentications before back-off, and tokens per minute. */
+  readonly limits: {
+    readonly authFailuresPerClient: number;
+    readonly authFailuresPerAddress: number;
+    /** Seconds after which old failures are forgotten. */
+    readonly authFailureWindow: number;
+    readonly authBackoffMaxClient: number;
+    readonly authBackoffMaxAddress: number;
+    /** Tokens per minute per client unless the client sets its own; 0: no limit. */
+    readonly tokenRateLimit: number;
+  };
   /** Largest admin request body, in bytes. */
   readonly adminBodyLimit: number;
   /** Create and print one admin client on first start with an empty database. */
@@ -123,6 +134,14 @@ export function loadConfig(env: Env = process.env): Config {
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
   const bootstrapAdmin = parseBoolean('TESSERA_BOOTSTRAP_ADMIN', env.TESSERA_BOOTSTRAP_ADMIN, true, problems);
   const adminBodyLimit = int('ADMIN_BODY_LIMIT', 65_536, 1024, 10_485_760);
+  const limits = {
+    authFailuresPerClient: int('AUTH_FAILURES_PER_CLIENT', 5, 1, 1_000_000),
+    authFailuresPerAddress: int('AUTH_FAILURES_PER_ADDRESS', 20, 1, 1_000_000),
+    authFailureWindow: int('AUTH_FAILURE_WINDOW', 900, 1, 86_400),
+    authBackoffMaxClient: int('AUTH_BACKOFF_MAX_CLIENT', 60, 1, 86_400),
+    authBackoffMaxAddress: int('AUTH_BACKOFF_MAX_ADDRESS', 900, 1, 86_400),
+    tokenRateLimit: int('TOKEN_RATE_LIMIT', 300, 0, 1_000_000),
+  };
 
   const argon2: Argon2Params = {
     memoryCost: int('ARGON2_MEMORY_KIB', ARGON2_DEFAULTS.memoryCost, 8_192, 4_194_304),
@@ -150,6 +169,7 @@ export function loadConfig(env: Env = process.env): Config {
     credentialCacheTtl,
     credentialCacheSize,
     clientCacheTtl,
+    limits: Object.freeze(limits),
     adminBodyLimit,
     bootstrapAdmin,
     logLevel,

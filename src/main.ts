@@ -9,6 +9,7 @@ import { createApp } from './app.js';
 import { AuditLog } from './audit/audit-log.js';
 import { AuditWriterThread } from './audit/audit-writer.js';
 import { clientRecords } from './clients/client-records.js';
+import { Limits } from './limits/index.js';
 import { SecretHasher } from './clients/secret.js';
 import { systemClock } from './clock.js';
 import { ConfigError, loadConfig } from './config.js';
@@ -34,6 +35,8 @@ async function main(): Promise<void> {
   const stopKeys = keys.start();
   const hasher = new SecretHasher(config.argon2, config.argon2Limits);
   const records = clientRecords(db, config, systemClock);
+  const limits = new Limits(config.limits, systemClock, auditLog);
+  const stopRefusals = limits.refusals.start(10_000, (err) => log.error({ err }, 'limit summary not audited'));
   if (config.bootstrapAdmin) {
     const limits = { maxAccessTokenTtl: config.accessTokenMaxTtl };
     const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits, auditLog, actor: 'bootstrap', clientChanged: (id) => records.invalidate(id) }, config.issuer);
@@ -42,7 +45,7 @@ async function main(): Promise<void> {
 
   const stopPruner = startRevocationPruner(db, systemClock, config.clockLeeway, log);
   log.info({ kid: keys.current.active.kid }, 'signing key loaded');
-  const app = createApp(config, { db, records, auditLog, keys, hasher, log, clock: systemClock });
+  const app = createApp(config, { db, records, limits, auditLog, keys, hasher, log, clock: systemClock });
   const server: Server = app.listen(config.port, config.host);
   // Slow or idle clients must not hold sockets open indefinitely.
   server.headersTimeout = 10_000;
@@ -55,7 +58,7 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
     stopPruner();
     server.close(() => {
-      void Promise.all([stopKeys(), auditLog.flush()])
+      void Promise.all([stopKeys(), stopRefusals().then(() => auditLog.flush())])
         .then(() => Promise.all([auditWriter.close(), db.destroy()]))
         .then(() => {
           clearTimeout(force);

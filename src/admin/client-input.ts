@@ -21,6 +21,7 @@ const CLIENT_FIELDS: Readonly<Record<string, Kind>> = {
   grant_types: 'strings',
   token_endpoint_auth_method: 'string',
   access_token_ttl: 'integer?',
+  token_rate_limit: 'integer?',
   enabled: 'boolean',
 };
 const READ_ONLY = new Set(['client_id', 'created_at', 'updated_at', 'client_secret']);

@@ -35,6 +35,7 @@ const clientSettings = {
   grant_types: { type: 'array', items: { enum: ['client_credentials'] } },
   token_endpoint_auth_method: { enum: ['client_secret_basic', 'client_secret_post'] },
   access_token_ttl: { type: ['integer', 'null'], minimum: 60, description: 'Seconds; null means ACCESS_TOKEN_TTL' },
+  token_rate_limit: { type: ['integer', 'null'], minimum: 0, description: 'Tokens per minute; null means TOKEN_RATE_LIMIT, 0 no limit' },
   enabled: { type: 'boolean' },
 };
 const clientProperties = {

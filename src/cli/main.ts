@@ -54,6 +54,7 @@ commands:
       --default-audience <uri>             used when a request names none (default: the only --audience)
       --introspect <uri>|"*"               audience whose tokens it may introspect and revoke; repeat for several
       --lifetime <seconds>                 access-token lifetime (default: ACCESS_TOKEN_TTL)
+      --token-rate-limit <n>               tokens per minute, 0 for no limit (default: TOKEN_RATE_LIMIT)
       --auth-method client_secret_basic|client_secret_post   (default: client_secret_basic)
       --admin                              an admin client: may get tokens for <ISSUER>/admin with admin:read admin:write
       --disabled                           create it disabled
@@ -91,6 +92,7 @@ const OPTIONS = {
   introspect: { type: 'string', multiple: true },
   'default-audience': { type: 'string' },
   lifetime: { type: 'string' },
+  'token-rate-limit': { type: 'string' },
   'auth-method': { type: 'string' },
   disabled: { type: 'boolean' },
   admin: { type: 'boolean' },
@@ -103,9 +105,9 @@ const OPTIONS = {
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
-function seconds(flag: string, raw: string | undefined): number | undefined {
+function wholeNumber(flag: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
-  if (!/^\d+$/.test(raw)) throw new UsageError(`--${flag} must be a whole number of seconds`);
+  if (!/^\d+$/.test(raw)) throw new UsageError(`--${flag} must be a whole number`);
   return Number(raw);
 }
 
@@ -196,7 +198,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       }
       case 'clients rotate-secret': {
         const clientId = required(rest[0], 'client_id');
-        const previousExpiresIn = seconds('previous-expires-in', values['previous-expires-in']) ?? 86_400;
+        const previousExpiresIn = wholeNumber('previous-expires-in', values['previous-expires-in']) ?? 86_400;
         const secret = await rotateSecret(deps, clientId, previousExpiresIn);
         out(
           { client_id: clientId, client_secret: secret, previous_secret_expires_in: previousExpiresIn },
@@ -263,7 +265,8 @@ function settingsFrom(values: Values): ClientPatch {
     default_audience: values['default-audience'],
     introspection_audiences: values.introspect,
     token_endpoint_auth_method: values['auth-method'],
-    access_token_ttl: seconds('lifetime', values.lifetime),
+    access_token_ttl: wholeNumber('lifetime', values.lifetime),
+    token_rate_limit: wholeNumber('token-rate-limit', values['token-rate-limit']),
   };
   return Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== undefined));
 }

@@ -28,6 +28,7 @@ export interface ClientSettingsInput {
   grant_types?: readonly string[] | undefined;
   token_endpoint_auth_method?: string | undefined;
   access_token_ttl?: number | null | undefined;
+  token_rate_limit?: number | null | undefined;
   enabled?: boolean | undefined;
 }
 
@@ -43,6 +44,7 @@ export interface ClientSettings {
   grantTypes: GrantType[];
   authMethod: AuthMethod;
   accessTokenTtl: number | null;
+  tokenRateLimit: number | null;
   enabled: boolean;
 }
 
@@ -52,6 +54,7 @@ export interface SettingLimits {
 }
 
 const MIN_TTL = 60;
+const MAX_TOKEN_RATE = 1_000_000;
 // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/;
 // Unreserved URI characters only, so the id survives Basic-auth form-encoding and URLs unchanged.
@@ -117,6 +120,11 @@ export function validateNewClient(input: ClientSettingsInput, limits: SettingLim
     );
   }
 
+  const rate = input.token_rate_limit ?? null;
+  if (rate !== null && (!Number.isInteger(rate) || rate < 0 || rate > MAX_TOKEN_RATE)) {
+    throw new InvalidSettingError('token_rate_limit', `token_rate_limit must be a whole number of tokens per minute between 0 (no limit) and ${MAX_TOKEN_RATE}, or null for the server default`);
+  }
+
   return {
     clientId: input.client_id,
     clientName,
@@ -129,6 +137,7 @@ export function validateNewClient(input: ClientSettingsInput, limits: SettingLim
     grantTypes: grantTypes as GrantType[],
     authMethod: authMethod as AuthMethod,
     accessTokenTtl: ttl,
+    tokenRateLimit: rate,
     enabled: input.enabled ?? true,
   };
 }

@@ -17,6 +17,8 @@ export interface ClientTable {
   token_endpoint_auth_method: string;
   /** Access-token lifetime in seconds; null means the server default. */
   access_token_ttl: number | null;
+  /** Tokens per minute; null means the server default (TOKEN_RATE_LIMIT), 0 no limit. */
+  token_rate_limit: ColumnType<number | null, number | null | undefined, number | null>;
   /** JSON array of audiences whose tokens this client may introspect and revoke; may be ["*"]. */
   introspection_audiences: ColumnType<string, string | undefined, string>;
   /** Tokens of this client issued at or before this time (epoch seconds) are revoked; null: none. */

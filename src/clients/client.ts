@@ -26,6 +26,8 @@ export interface Client {
   readonly authMethod: AuthMethod;
   /** Seconds; null means the server default. */
   readonly accessTokenTtl: number | null;
+  /** Tokens per minute; null means the server default, 0 no limit. */
+  readonly tokenRateLimit: number | null;
   readonly enabled: boolean;
   /** Epoch seconds. */
   readonly createdAt: number;
@@ -48,6 +50,7 @@ export function toClient(row: ClientRow): Client {
     grantTypes: JSON.parse(row.grant_types) as GrantType[],
     authMethod: row.token_endpoint_auth_method as AuthMethod,
     accessTokenTtl: row.access_token_ttl === null ? null : Number(row.access_token_ttl),
+    tokenRateLimit: row.token_rate_limit === null ? null : Number(row.token_rate_limit),
     enabled: Number(row.enabled) === 1,
     createdAt: Number(row.created_at),
     updatedAt: Number(row.updated_at),
@@ -69,6 +72,7 @@ export function toClientRow(client: Client): ClientRow {
     grant_types: JSON.stringify(client.grantTypes),
     token_endpoint_auth_method: client.authMethod,
     access_token_ttl: client.accessTokenTtl,
+    token_rate_limit: client.tokenRateLimit,
     enabled: client.enabled ? 1 : 0,
     created_at: client.createdAt,
     updated_at: client.updatedAt,
@@ -88,6 +92,7 @@ export interface ClientJson {
   grant_types: string[];
   token_endpoint_auth_method: AuthMethod;
   access_token_ttl: number | null;
+  token_rate_limit: number | null;
   enabled: boolean;
   created_at: string;
   updated_at: string;
@@ -106,6 +111,7 @@ export function presentClient(client: Client): ClientJson {
     grant_types: [...client.grantTypes],
     token_endpoint_auth_method: client.authMethod,
     access_token_ttl: client.accessTokenTtl,
+    token_rate_limit: client.tokenRateLimit,
     enabled: client.enabled,
     created_at: new Date(client.createdAt * 1000).toISOString(),
     updated_at: new Date(client.updatedAt * 1000).toISOString(),

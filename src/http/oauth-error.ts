@@ -4,9 +4,16 @@
  */
 import type { Context } from 'koa';
 
+import type { Throttled } from '../limits/index.js';
+import type { RefusalKey } from '../limits/refusals.js';
+
 export const INVALID_CLIENT = { error: 'invalid_client', error_description: 'client authentication failed' } as const;
 export const SERVER_ERROR = { error: 'server_error', error_description: 'the request could not be completed' } as const;
 export const TEMPORARILY_UNAVAILABLE = { error: 'temporarily_unavailable', error_description: 'too many requests are waiting; retry shortly' } as const;
+export const THROTTLED_DESCRIPTIONS: Readonly<Record<string, string>> = {
+  auth_backoff: 'too many failed client authentications; retry later',
+  token_rate_limited: 'too many tokens requested by this client; reuse a token until it expires',
+};
 /** Seconds a caller refused for overload should wait. */
 export const RETRY_AFTER = '1';
 
@@ -24,6 +31,10 @@ export class OAuthError extends Error {
     readonly description: string,
     /** Internal reason code, for the audit log only. */
     readonly reason: string,
+    /** Seconds, for 429 and 503 answers. */
+    readonly retryAfter?: number,
+    /** Set when a limit refused the request: its audit row may be aggregated. */
+    readonly refusal?: RefusalKey,
   ) {
     super(description);
     this.name = 'OAuthError';
@@ -37,6 +48,10 @@ export class OAuthError extends Error {
     return new OAuthError(503, 'temporarily_unavailable', TEMPORARILY_UNAVAILABLE.error_description, 'overloaded');
   }
 
+  static throttled(err: Throttled): OAuthError {
+    return new OAuthError(429, 'temporarily_unavailable', THROTTLED_DESCRIPTIONS[err.key.reason] ?? 'too many requests', err.key.reason, err.retryAfter, err.key);
+  }
+
   static invalidRequest(description: string, reason: string, status = 400): OAuthError {
     return new OAuthError(status, 'invalid_request', description, reason);
   }
@@ -47,4 +62,5 @@ export function writeOAuthError(ctx: Context, err: OAuthError, issuer: string): 
   ctx.body = { error: err.error, error_description: err.description };
   if (err.status === 401) ctx.set('WWW-Authenticate', basicChallenge(issuer));
   if (err.status === 503) ctx.set('Retry-After', RETRY_AFTER);
+  if (err.status === 429) ctx.set('Retry-After', String(err.retryAfter ?? 1));
 }

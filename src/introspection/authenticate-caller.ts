@@ -8,6 +8,7 @@ import type { Client } from '../clients/client.js';
 import type { Form } from '../http/read-form.js';
 import { Overloaded } from '../clients/work-pool.js';
 import { OAuthError } from '../http/oauth-error.js';
+import { Throttled } from '../limits/index.js';
 import type { Authenticator, PresentedCredentials } from '../token/authenticate-client.js';
 
 /** RFC 6749 Appendix B: id and secret in the Basic header are form-encoded before base64. */
@@ -25,7 +26,7 @@ export function basicClientId(authorization: string): string | undefined {
 }
 
 /** Reads the credentials from the Authorization header or the form; throws OAuthError. */
-export function readClientCredentials(authorization: string, form: Form): PresentedCredentials {
+export function readClientCredentials(authorization: string, form: Form): Omit<PresentedCredentials, 'remoteAddr'> {
   const bodyId = form.get('client_id');
   const bodySecret = form.get('client_secret');
 
@@ -59,7 +60,9 @@ export function readClientCredentials(authorization: string, form: Form): Presen
 
 export async function authenticateCaller(authenticate: Authenticator, credentials: PresentedCredentials): Promise<Client> {
   const outcome = await authenticate(credentials).catch((err: unknown) => {
-    throw err instanceof Overloaded ? OAuthError.overloaded() : err;
+    if (err instanceof Overloaded) throw OAuthError.overloaded();
+    if (err instanceof Throttled) throw OAuthError.throttled(err);
+    throw err;
   });
   if (!outcome.ok) throw OAuthError.invalidClient(outcome.reason);
   return outcome.client;

@@ -16,6 +16,7 @@ import type { Db } from '../db/database.js';
 import { OAuthError, writeOAuthError } from '../http/oauth-error.js';
 import { readForm, type Form } from '../http/read-form.js';
 import { requestIdOf } from '../http/request-context.js';
+import type { Limits } from '../limits/index.js';
 import type { Authenticator } from '../token/authenticate-client.js';
 import { authenticateCaller, basicClientId, mayInspect, readClientCredentials } from './authenticate-caller.js';
 import type { TokenInspector } from './inspect-token.js';
@@ -24,6 +25,7 @@ import { insertRevokedToken } from './revocation.repository.js';
 export interface IntrospectionDeps {
   readonly db: Db;
   readonly authenticate: Authenticator;
+  readonly limits: Limits;
   readonly inspect: TokenInspector;
   readonly auditLog: AuditLog;
   readonly clock: Clock;
@@ -52,7 +54,7 @@ function callerEndpoint(type: string, deps: IntrospectionDeps, handle: Handler):
     event.client_id = scrub(basicClientId(ctx.get('authorization')));
     try {
       const form = await readForm(ctx);
-      const credentials = readClientCredentials(ctx.get('authorization'), form);
+      const credentials = { ...readClientCredentials(ctx.get('authorization'), form), remoteAddr: ctx.ip };
       event.client_id = scrub(credentials.clientId);
       const caller = await authenticateCaller(deps.authenticate, credentials);
       const { body, audit } = await handle(caller, form);
@@ -63,6 +65,7 @@ function callerEndpoint(type: string, deps: IntrospectionDeps, handle: Handler):
       if (!(err instanceof OAuthError)) throw err;
       Object.assign(event, { error: err.error, reason: err.reason });
       writeOAuthError(ctx, err, deps.issuer);
+      if (err.refusal && !deps.limits.refusals.admit(err.refusal)) return;
     }
     // Committed before the answer leaves; if it cannot be, the caller gets server_error instead.
     await deps.auditLog.record(event);

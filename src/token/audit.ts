@@ -8,6 +8,7 @@ import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import { scrub, type AuditEvent, type AuditLog } from '../audit/audit-log.js';
 import { requestIdOf } from '../http/request-context.js';
+import type { Refusals } from '../limits/refusals.js';
 import type { Logger } from '../log.js';
 import { SERVER_ERROR } from '../http/oauth-error.js';
 import { tokenState } from './request-state.js';
@@ -44,9 +45,11 @@ export function tokenAuditEvent(ctx: Context): AuditEvent {
   };
 }
 
-export function auditTokenRequest(auditLog: AuditLog, log: Logger): Middleware {
+export function auditTokenRequest(auditLog: AuditLog, refusals: Refusals, log: Logger): Middleware {
   return async function auditTokenRequest(ctx, next) {
     await next();
+    const throttled = tokenState(ctx).failure?.throttled;
+    if (throttled && !refusals.admit(throttled.key)) return;
     try {
       await auditLog.record(tokenAuditEvent(ctx));
     } catch (err) {

@@ -15,6 +15,7 @@ import { secretIdOf, type SecretHasher } from '../clients/secret.js';
 import type { VerifiedCredentialCache } from '../clients/verified-credentials.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
+import { Throttled, type Limits } from '../limits/index.js';
 
 const LAST_USED_PRECISION = 60;
 
@@ -32,11 +33,14 @@ export interface PresentedCredentials {
   readonly secret: string;
   /** How the secret arrived: Authorization header or form body. */
   readonly method: AuthMethod;
+  /** The caller's address, for the failed-authentication limit. */
+  readonly remoteAddr: string;
 }
 
 export interface AuthenticatorDeps {
   readonly db: Db;
   readonly records: ClientRecords;
+  readonly limits: Limits;
   readonly hasher: SecretHasher;
   readonly verified: VerifiedCredentialCache;
   readonly clock: Clock;
@@ -44,18 +48,32 @@ export interface AuthenticatorDeps {
 
 export type Authenticator = (presented: PresentedCredentials) => Promise<AuthOutcome>;
 
-export function createAuthenticator({ db, records, hasher, verified, clock }: AuthenticatorDeps): Authenticator {
-  return async function authenticateClient({ clientId, secret, method }) {
+export function createAuthenticator({ db, records, limits, hasher, verified, clock }: AuthenticatorDeps): Authenticator {
+  /** A guess that failed: it counts towards both back-offs. */
+  const guessFailed = (clientId: string, remoteAddr: string, reason: AuthFailure): AuthOutcome => {
+    limits.byClient.failed(clientId);
+    limits.byAddress.failed(remoteAddr);
+    return { ok: false, reason };
+  };
+
+  return async function authenticateClient({ clientId, secret, method, remoteAddr }) {
+    const addressWait = limits.byAddress.retryAfter(remoteAddr);
+    if (addressWait > 0) throw new Throttled(addressWait, { kind: 'address', value: remoteAddr, reason: 'auth_backoff' });
+
     const client = await records.client(clientId);
     const secretId = secretIdOf(secret);
     const stored = client && secretId !== undefined ? await records.secret(clientId, secretId) : undefined;
+    const proven = stored !== undefined && verified.has(stored.id, stored.hash, secret);
+    // Anyone can make a client_id fail, so a caller holding a recently verified secret is let through.
+    const clientWait = proven ? 0 : limits.byClient.retryAfter(clientId);
+    if (clientWait > 0) throw new Throttled(clientWait, { kind: 'client_id', value: clientId, reason: 'auth_backoff' });
 
     if (!client || !stored) {
       await hasher.verifyDecoy(secret);
-      return { ok: false, reason: client ? 'secret_mismatch' : 'unknown_client' };
+      return guessFailed(clientId, remoteAddr, client ? 'secret_mismatch' : 'unknown_client');
     }
-    if (!verified.has(stored.id, stored.hash, secret)) {
-      if (!(await hasher.verify(stored.hash, secret))) return { ok: false, reason: 'secret_mismatch' };
+    if (!proven) {
+      if (!(await hasher.verify(stored.hash, secret))) return guessFailed(clientId, remoteAddr, 'secret_mismatch');
       // Hashes carry their parameters: one made with weaker ones is upgraded now that we know the secret.
       const hash = hasher.needsRehash(stored.hash) ? await hasher.hash(secret) : stored.hash;
       if (hash !== stored.hash) {
@@ -77,6 +95,7 @@ export function createAuthenticator({ db, records, hasher, verified, clock }: Au
       await touchSecret(db, stored.id, now);
       records.invalidate(clientId);
     }
+    limits.byClient.reset(clientId);
     return { ok: true, client };
   };
 }

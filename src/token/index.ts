@@ -21,6 +21,8 @@ import type { Logger } from '../log.js';
 import { SIGNING_ALG } from '../keys/keystore.js';
 import { auditTokenRequest } from './audit.js';
 import { Overloaded } from '../clients/work-pool.js';
+import { Throttled, type Limits } from '../limits/index.js';
+import type { Refusals } from '../limits/refusals.js';
 import type { Authenticator } from './authenticate-client.js';
 import { normalizeErrors } from './normalize-errors.js';
 import { parseTokenRequest } from './parse-request.js';
@@ -29,6 +31,7 @@ import { tokenState } from './request-state.js';
 
 export interface TokenHookDeps {
   readonly authenticate: Authenticator;
+  readonly rateLimits: Limits;
   readonly log: Logger;
   readonly limits: PolicyLimits;
 }
@@ -44,7 +47,7 @@ export interface TokenHooks {
   readonly onServerError: (ctx: KoaContextWithOIDC, err: Error) => void;
 }
 
-export function tokenHooks({ authenticate, log, limits }: TokenHookDeps): TokenHooks {
+export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookDeps): TokenHooks {
   // Step 3: evaluated once per request, the first time the engine asks about the audience.
   function grantFor(ctx: KoaContextWithOIDC): Grant {
     const state = tokenState(ctx);
@@ -77,8 +80,9 @@ export function tokenHooks({ authenticate, log, limits }: TokenHookDeps): TokenH
     async compareClientSecret(this: { clientId: string }, presented: string) {
       const ctx = Provider.ctx!;
       const method = ctx.headers.authorization === undefined ? 'client_secret_post' : 'client_secret_basic';
-      const outcome = await authenticate({ clientId: this.clientId, secret: presented, method });
+      const outcome = await authenticate({ clientId: this.clientId, secret: presented, method, remoteAddr: ctx.ip });
       if (!outcome.ok) throw new errors.InvalidClientAuth(outcome.reason);
+      rateLimits.takeToken(outcome.client.clientId, outcome.client.tokenRateLimit);
       tokenState(ctx).client = outcome.client;
       return true;
     },
@@ -118,6 +122,10 @@ export function tokenHooks({ authenticate, log, limits }: TokenHookDeps): TokenH
         tokenState(ctx).failure = { reason: 'overloaded' };
         return;
       }
+      if (err instanceof Throttled) {
+        tokenState(ctx).failure = { reason: err.key.reason, throttled: err };
+        return;
+      }
       tokenState(ctx).failure = { reason: 'server_error' };
       log.error({ err, request_id: requestIdOf(ctx) }, 'token endpoint failed');
     },
@@ -128,11 +136,12 @@ export interface TokenEndpointDeps {
   /** oidc-provider's middleware, composed to run inside our koa context. */
   readonly engine: Middleware;
   readonly auditLog: AuditLog;
+  readonly refusals: Refusals;
   readonly log: Logger;
   readonly issuer: string;
 }
 
 /** POST /oauth/token's middleware, outermost first: each wraps what follows and sees its answer. */
-export function tokenEndpoint({ engine, auditLog, log, issuer }: TokenEndpointDeps): Middleware[] {
-  return [noStore, withoutCors, auditTokenRequest(auditLog, log), normalizeErrors(issuer), engine];
+export function tokenEndpoint({ engine, auditLog, refusals, log, issuer }: TokenEndpointDeps): Middleware[] {
+  return [noStore, withoutCors, auditTokenRequest(auditLog, refusals, log), normalizeErrors(issuer), engine];
 }

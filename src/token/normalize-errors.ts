@@ -2,7 +2,8 @@
  * The engine's error answers, made Tessera's. Every failed client authentication gets the same
  * answer, RFC 6749 §5.2 `invalid_client` with status 401 and a WWW-Authenticate challenge
  * (RFC 7235 §3.1), too much argon2 work waiting a `503 temporarily_unavailable` with Retry-After,
- * and every internal failure the same generic `server_error`.
+ * a request refused by a limit (limits/) `429` with Retry-After, and every internal failure the
+ * same generic `server_error`.
  *
  * oidc-provider answers some failures before Tessera's secret check runs — no credentials, a
  * malformed Basic header — with `invalid_request`, and its 401s carry a challenge only when Basic
@@ -12,7 +13,7 @@
  */
 import type { Middleware } from 'koa';
 
-import { INVALID_CLIENT, RETRY_AFTER, SERVER_ERROR, TEMPORARILY_UNAVAILABLE, basicChallenge } from '../http/oauth-error.js';
+import { INVALID_CLIENT, RETRY_AFTER, SERVER_ERROR, TEMPORARILY_UNAVAILABLE, THROTTLED_DESCRIPTIONS, basicChallenge } from '../http/oauth-error.js';
 import { tokenState } from './request-state.js';
 
 const ENGINE_AUTH_FAILURES: ReadonlyMap<string, string> = new Map([
@@ -37,7 +38,12 @@ export function normalizeErrors(issuer: string): Middleware {
       ctx.body = { ...INVALID_CLIENT };
     }
     if (ctx.status === 401) ctx.set('WWW-Authenticate', challenge);
-    if (state.failure?.reason === 'overloaded') {
+    const throttled = state.failure?.throttled;
+    if (throttled) {
+      ctx.status = 429;
+      ctx.set('Retry-After', String(throttled.retryAfter));
+      ctx.body = { error: 'temporarily_unavailable', error_description: THROTTLED_DESCRIPTIONS[throttled.key.reason] ?? 'too many requests' };
+    } else if (state.failure?.reason === 'overloaded') {
       ctx.status = 503;
       ctx.set('Retry-After', RETRY_AFTER);
       ctx.body = { ...TEMPORARILY_UNAVAILABLE };

@@ -43,6 +43,7 @@ describe('tessera clients create --json', () => {
       grant_types: ['client_credentials'],
       token_endpoint_auth_method: 'client_secret_basic',
       access_token_ttl: null,
+      token_rate_limit: null,
       enabled: true,
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       updated_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
@@ -188,7 +189,7 @@ describe('tessera parity with the admin API', () => {
 describe('tessera migrate and rotate-secret', () => {
   it('applies migrations once', async () => {
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({
-      applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation', '2026-11-23-0003-audit-jti-index'],
+      applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation', '2026-11-23-0003-audit-jti-index', '2026-11-23-0004-token-rate-limit'],
     });
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [] });
   });

@@ -27,6 +27,7 @@ describe('validateNewClient', () => {
       grantTypes: ['client_credentials'],
       authMethod: 'client_secret_basic',
       accessTokenTtl: null,
+      tokenRateLimit: null,
       enabled: true,
     });
   });

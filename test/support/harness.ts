@@ -28,6 +28,7 @@ import { openDatabase, type Db } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import { KeyManager, auditKeyEvents, keyPolicy } from '../../src/keys/key-manager.js';
 import type { Keystore } from '../../src/keys/keystore.js';
+import { Limits } from '../../src/limits/index.js';
 import { createLogger } from '../../src/log.js';
 
 /** Counts argon2 verifications, so tests can prove every failure pays the same work. */
@@ -101,6 +102,7 @@ export interface Harness {
   readonly dir: string;
   /** The same client operations the CLI uses (disable, delete, revoke-tokens, …). */
   readonly service: ClientServiceDeps;
+  readonly limits: Limits;
   createClient(input: ClientSettingsInput): Promise<{ client: Client; secret: string }>;
   rotateSecret(clientId: string, previousSecretExpiresIn: number): Promise<string>;
   /** Audit rows in order, optionally only those whose type starts with `typePrefix`. */
@@ -112,7 +114,9 @@ export const ISSUER = 'http://localhost:3000';
 
 export async function startHarness(env: Record<string, string> = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'tessera-test-'));
-  const config = loadConfig({ DATABASE_URL: join(dir, 'tessera.db'), KEYS_DIR: join(dir, 'keys'), ISSUER, LOG_LEVEL: 'info', ...env });
+  // Every request in a test comes from one address: the abuse limits are off unless a test sets them.
+  const noLimits = { AUTH_FAILURES_PER_ADDRESS: '1000000', AUTH_FAILURES_PER_CLIENT: '1000000', TOKEN_RATE_LIMIT: '0' };
+  const config = loadConfig({ DATABASE_URL: join(dir, 'tessera.db'), KEYS_DIR: join(dir, 'keys'), ISSUER, LOG_LEVEL: 'info', ...noLimits, ...env });
   const logLines: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
@@ -128,7 +132,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const keys = await KeyManager.open(keyPolicy(config, clock), auditKeyEvents(auditLog), log);
   const hasher = new CountingHasher(config.argon2, config.argon2Limits);
   const records = clientRecords(db, config, clock);
-  const app = createApp(config, { db, records, auditLog, keys, hasher, log, clock });
+  const limits = new Limits(config.limits, clock, auditLog);
+  const app = createApp(config, { db, records, limits, auditLog, keys, hasher, log, clock });
   const deps: ClientServiceDeps = {
     db,
     hasher,
@@ -153,6 +158,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     logLines,
     dir,
     service: deps,
+    limits,
     async createClient(input) {
       const { client, clientSecret } = await createClient(deps, input);
       return { client, secret: clientSecret };

@@ -17,6 +17,7 @@ const client: Client = {
   grantTypes: ['client_credentials'],
   authMethod: 'client_secret_basic',
   accessTokenTtl: null,
+  tokenRateLimit: null,
   enabled: true,
   createdAt: 0,
   updatedAt: 0,

@@ -1,0 +1,58 @@
+/**
+ * Exponential back-off by key (a client_id, a source address): after `threshold` failures within
+ * `windowSeconds`, each further failure locks the key for twice as long as the one before, from one
+ * second up to `maxSeconds`. Failures older than the window are forgotten, so a key recovers on its
+ * own. Keys are kept in a bounded map (the least recently failed goes first), so a flood of
+ * distinct keys costs bounded memory.
+ */
+import type { Clock } from '../clock.js';
+
+export interface BackoffPolicy {
+  readonly threshold: number;
+  readonly windowSeconds: number;
+  readonly maxSeconds: number;
+  readonly maxKeys: number;
+}
+
+interface Entry {
+  failures: number;
+  lastFailureMs: number;
+  lockedUntilMs: number;
+}
+
+export class Backoff {
+  readonly #entries = new Map<string, Entry>();
+
+  constructor(
+    private readonly policy: BackoffPolicy,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Whole seconds until the key may try again; 0 when it may now. */
+  retryAfter(key: string): number {
+    const entry = this.#entries.get(key);
+    if (!entry) return 0;
+    const waitMs = entry.lockedUntilMs - this.clock.now();
+    return waitMs > 0 ? Math.ceil(waitMs / 1000) : 0;
+  }
+
+  failed(key: string): void {
+    const now = this.clock.now();
+    const { threshold, windowSeconds, maxSeconds, maxKeys } = this.policy;
+    let entry = this.#entries.get(key);
+    if (!entry || now - entry.lastFailureMs > windowSeconds * 1000) entry = { failures: 0, lastFailureMs: now, lockedUntilMs: 0 };
+    entry.failures += 1;
+    entry.lastFailureMs = now;
+    if (entry.failures >= threshold) {
+      const seconds = Math.min(maxSeconds, 2 ** Math.min(entry.failures - threshold, 30));
+      entry.lockedUntilMs = now + seconds * 1000;
+    }
+    this.#entries.delete(key);
+    this.#entries.set(key, entry);
+    while (this.#entries.size > maxKeys) this.#entries.delete(this.#entries.keys().next().value as string);
+  }
+
+  reset(key: string): void {
+    this.#entries.delete(key);
+  }
+}

@@ -1,0 +1,176 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { Backoff } from '../../src/limits/backoff.js';
+import { TokenRate } from '../../src/limits/token-rate.js';
+import { basic, startHarness, tamper, TestClock, type Harness } from '../support/harness.js';
+
+const API = 'https://api.example.com';
+
+describe('Backoff', () => {
+  const policy = { threshold: 3, windowSeconds: 60, maxSeconds: 8, maxKeys: 2 };
+
+  it('locks a key after `threshold` failures, doubling each time up to the cap', () => {
+    const clock = new TestClock(0);
+    const backoff = new Backoff(policy, clock);
+    backoff.failed('k');
+    backoff.failed('k');
+    expect(backoff.retryAfter('k')).toBe(0);
+    const waits = [3, 4, 5, 6, 7, 8].map(() => (backoff.failed('k'), backoff.retryAfter('k')));
+    expect(waits).toEqual([1, 2, 4, 8, 8, 8]);
+    clock.advance(8);
+    expect(backoff.retryAfter('k')).toBe(0);
+  });
+
+  it('forgets failures older than the window, and on reset', () => {
+    const clock = new TestClock(0);
+    const backoff = new Backoff(policy, clock);
+    backoff.failed('k');
+    backoff.failed('k');
+    clock.advance(61);
+    backoff.failed('k');
+    expect(backoff.retryAfter('k')).toBe(0);
+    backoff.failed('k');
+    backoff.failed('k');
+    expect(backoff.retryAfter('k')).toBe(1);
+    backoff.reset('k');
+    expect(backoff.retryAfter('k')).toBe(0);
+  });
+
+  it('keeps at most maxKeys keys', () => {
+    const backoff = new Backoff({ ...policy, threshold: 1 }, new TestClock(0));
+    ['a', 'b', 'c'].forEach((k) => backoff.failed(k));
+    expect(['a', 'b', 'c'].map((k) => backoff.retryAfter(k))).toEqual([0, 1, 1]);
+  });
+});
+
+describe('TokenRate', () => {
+  it('allows a minute of tokens at once, then refills continuously', () => {
+    const clock = new TestClock(0);
+    const rate = new TokenRate(clock, 10);
+    expect([1, 2, 3].map(() => rate.take('c', 3))).toEqual([0, 0, 0]);
+    expect(rate.take('c', 3)).toBe(20);
+    clock.advance(20);
+    expect(rate.take('c', 3)).toBe(0);
+    expect(rate.take('c', 3)).toBeGreaterThan(0);
+  });
+
+  it('never limits a rate of 0', () => {
+    const rate = new TokenRate(new TestClock(0), 10);
+    expect(Array.from({ length: 1000 }, () => rate.take('c', 0)).every((w) => w === 0)).toBe(true);
+  });
+});
+
+describe('limits at the endpoints', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness({ AUTH_FAILURES_PER_CLIENT: '2', AUTH_FAILURES_PER_ADDRESS: '1000000', AUTH_BACKOFF_MAX_CLIENT: '4', TOKEN_RATE_LIMIT: '300' });
+  });
+  afterAll(() => h.close());
+
+  const token = (authorization: string, form: Record<string, string> = {}) =>
+    h.request.post('/oauth/token').set('Authorization', authorization).type('form').send({ grant_type: 'client_credentials', ...form });
+
+  const expectThrottled = (res: { status: number; headers: Record<string, string>; body: Record<string, unknown> }) => {
+    expect(res.status).toBe(429);
+    expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    expect(res.body.error).toBe('temporarily_unavailable');
+    expect(typeof res.body.error_description).toBe('string');
+    expect(res.body.access_token).toBeUndefined();
+  };
+
+  it('backs a client_id off after failed guesses, known or not, alike', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'guessed', audience: [API] });
+    for (const id of [client.clientId, 'no-such-client']) {
+      expect((await token(basic(id, tamper(secret)))).status).toBe(401);
+      expect((await token(basic(id, tamper(secret)))).status).toBe(401);
+      const refused = await token(basic(id, tamper(secret)));
+      expectThrottled(refused);
+    }
+    // The right secret, never verified before, waits too: it would cost argon2 to tell.
+    expectThrottled(await token(basic(client.clientId, secret)));
+    h.clock.advance(5);
+    expect((await token(basic(client.clientId, secret))).status).toBe(200);
+  });
+
+  it('lets a caller with a recently verified secret through a client_id back-off', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'attacked', audience: [API] });
+    expect((await token(basic(client.clientId, secret))).status).toBe(200);
+    await token(basic(client.clientId, tamper(secret)));
+    await token(basic(client.clientId, tamper(secret)));
+    expectThrottled(await token(basic(client.clientId, tamper(secret))));
+    expect((await token(basic(client.clientId, secret))).status).toBe(200);
+  });
+
+  it('refuses a client beyond its token rate, and audits the refusals aggregated', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'chatty', audience: [API], token_rate_limit: 2 });
+    expect((await token(basic(client.clientId, secret))).status).toBe(200);
+    expect((await token(basic(client.clientId, secret))).status).toBe(200);
+    const refused = await token(basic(client.clientId, secret));
+    expectThrottled(refused);
+    expect(refused.body.error_description).toMatch(/reuse a token/);
+    expect(Number(refused.headers['retry-after'])).toBe(30);
+    for (let i = 0; i < 5; i++) expectThrottled(await token(basic(client.clientId, secret)));
+
+    const rows = (await h.auditRows()).filter((r) => r.client_id === client.clientId);
+    expect(rows.filter((r) => r.type === 'token.issued')).toHaveLength(2);
+    expect(rows.filter((r) => r.reason === 'token_rate_limited').map((r) => r.type)).toEqual(['token.failed']);
+    await h.limits.refusals.flush();
+    const summary = (await h.auditRows('limit.refused')).filter((r) => r.client_id === client.clientId);
+    expect(summary).toHaveLength(1);
+    expect(summary[0]!.reason).toBe('token_rate_limited');
+    expect(JSON.parse(summary[0]!.details!)).toMatchObject({ refused: 5 });
+
+    h.clock.advance(30);
+    expect((await token(basic(client.clientId, secret))).status).toBe(200);
+  });
+
+  it('takes the per-client rate from the client, else TOKEN_RATE_LIMIT, and 0 as no limit', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'unlimited', audience: [API], token_rate_limit: 0 });
+    const statuses = await Promise.all(Array.from({ length: 20 }, () => token(basic(client.clientId, secret)).then((r) => r.status)));
+    expect(statuses.every((s) => s === 200)).toBe(true);
+  });
+});
+
+describe('back-off per source address', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness({ AUTH_FAILURES_PER_ADDRESS: '3', AUTH_FAILURES_PER_CLIENT: '1000000' });
+  });
+  afterAll(() => h.close());
+
+  it('refuses every client from an address that keeps guessing, at the token endpoint and introspection alike', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'bystander', audience: [API], introspection_audiences: ['*'] });
+    for (const id of ['a-1', 'a-2', 'a-3']) expect((await h.request.post('/oauth/token').set('Authorization', basic(id, tamper(secret))).type('form').send({ grant_type: 'client_credentials' })).status).toBe(401);
+
+    const tokenRes = await h.request.post('/oauth/token').set('Authorization', basic(client.clientId, secret)).type('form').send({ grant_type: 'client_credentials' });
+    expect(tokenRes.status).toBe(429);
+    const introspectRes = await h.request.post('/oauth/introspect').set('Authorization', basic(client.clientId, secret)).type('form').send({ token: 'x' });
+    expect(introspectRes.status).toBe(429);
+    expect(introspectRes.headers['retry-after']).toBeDefined();
+    expect(introspectRes.body.error).toBe('temporarily_unavailable');
+
+    h.clock.advance(2);
+    expect((await h.request.post('/oauth/token').set('Authorization', basic(client.clientId, secret)).type('form').send({ grant_type: 'client_credentials' })).status).toBe(200);
+  });
+});
+
+describe('the address behind a proxy (TRUST_PROXY=true)', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness({ TRUST_PROXY: 'true', AUTH_FAILURES_PER_ADDRESS: '2', AUTH_FAILURES_PER_CLIENT: '1000000' });
+  });
+  afterAll(() => h.close());
+
+  const attempt = (forwardedFor: string) =>
+    h.request.post('/oauth/token').set('Authorization', basic('guesser', 'wrong')).set('X-Forwarded-For', forwardedFor).type('form').send({ grant_type: 'client_credentials' });
+
+  it('is the one the proxy saw, so a caller cannot dodge the limit by prepending addresses', async () => {
+    expect((await attempt('198.51.100.1, 203.0.113.9')).status).toBe(401);
+    expect((await attempt('198.51.100.2, 203.0.113.9')).status).toBe(401);
+    expect((await attempt('198.51.100.3, 203.0.113.9')).status).toBe(429);
+    expect((await attempt('203.0.113.10')).status).toBe(401);
+  });
+});

@@ -2,7 +2,7 @@
  * POST /oauth/token (RFC 6749 §4.4 client_credentials, RFC 9068 JWT access tokens). Start here.
  *
  * oidc-provider runs the protocol; Tessera's steps plug into it. A request meets them in order:
- *   1. parse-request.ts        the engine reads the form; we read scope and audience
+ *   1. parse-request.ts        16 KiB at most, then the engine reads the form; we read scope and audience
  *      provider/adapter.ts     the engine gets the same stand-in client for any id (no lookup)
  *   2. authenticate-client.ts  one argon2id verify, as the engine's Client#compareClientSecret;
  *      normalize-errors.ts     every authentication failure answered as one 401 invalid_client
@@ -25,7 +25,7 @@ import { Throttled, type Limits } from '../limits/index.js';
 import type { Refusals } from '../limits/refusals.js';
 import type { Authenticator } from './authenticate-client.js';
 import { normalizeErrors } from './normalize-errors.js';
-import { parseTokenRequest } from './parse-request.js';
+import { limitTokenBody, parseTokenRequest } from './parse-request.js';
 import { decide, type Grant, type PolicyLimits } from './policy.js';
 import { tokenState } from './request-state.js';
 
@@ -143,5 +143,5 @@ export interface TokenEndpointDeps {
 
 /** POST /oauth/token's middleware, outermost first: each wraps what follows and sees its answer. */
 export function tokenEndpoint({ engine, auditLog, refusals, log, issuer }: TokenEndpointDeps): Middleware[] {
-  return [noStore, withoutCors, auditTokenRequest(auditLog, refusals, log), normalizeErrors(issuer), engine];
+  return [noStore, withoutCors, auditTokenRequest(auditLog, refusals, log), normalizeErrors(issuer), limitTokenBody, engine];
 }

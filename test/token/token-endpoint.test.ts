@@ -1,3 +1,6 @@
+import { request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
@@ -312,5 +315,48 @@ describe('only Tessera routes are reachable', () => {
     const withOrigin = await token({ grant_type: 'client_credentials' }, basic(id, secret)).set('Origin', 'https://app.example.com');
     expect(withOrigin.status).toBe(200);
     expect(Object.keys(withOrigin.headers).filter((k) => k.startsWith('access-control-'))).toEqual([]);
+  });
+});
+
+describe('request size (16 KiB, declared up front)', () => {
+  const form = (bytes: number) => {
+    const head = 'grant_type=client_credentials&pad=';
+    return head + 'x'.repeat(bytes - head.length);
+  };
+
+  it('accepts a body of exactly 16 KiB', async () => {
+    const res = await h.request.post('/oauth/token').set('Authorization', basic(id, secret)).type('form').send(form(16 * 1024));
+    expect(res.status).toBe(200);
+  });
+
+  it('refuses a larger body with 413 before the engine reads it, and audits it', async () => {
+    const res = await h.request.post('/oauth/token').set('Authorization', basic(id, secret)).type('form').send(form(16 * 1024 + 1));
+    expect(res.status).toBe(413);
+    expect(res.body.error).toBe('invalid_request');
+    expect(res.headers['cache-control']).toBe('no-store');
+    const [row] = (await h.auditRows('token.failed')).slice(-1);
+    expect(row).toMatchObject({ reason: 'body_too_large', error: 'invalid_request', client_id: null });
+  });
+
+  it('refuses a chunked body without Content-Length with 411', async () => {
+    const server = h.app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/oauth/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(id, secret), 'transfer-encoding': 'chunked' } }, (r) => {
+          let body = '';
+          r.on('data', (c: Buffer) => (body += c.toString()));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.write('grant_type=client_');
+        req.end('credentials');
+      });
+      expect(res.status).toBe(411);
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'invalid_request' });
+    } finally {
+      server.close();
+    }
   });
 });

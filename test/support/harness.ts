@@ -5,6 +5,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { RequestListener, ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 
 import { randomUUID, type KeyObject } from 'node:crypto';
@@ -118,6 +119,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const noLimits = { AUTH_FAILURES_PER_ADDRESS: '1000000', AUTH_FAILURES_PER_CLIENT: '1000000', TOKEN_RATE_LIMIT: '0' };
   const config = loadConfig({ DATABASE_URL: join(dir, 'tessera.db'), KEYS_DIR: join(dir, 'keys'), ISSUER, LOG_LEVEL: 'info', ...noLimits, ...env });
   const logLines: Record<string, unknown>[] = [];
+  const sensitive = new Set<string>();
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) logLines.push(JSON.parse(line) as Record<string, unknown>);
@@ -147,7 +149,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   return {
     config,
     app,
-    request: supertest(app.callback()),
+    request: supertest(watchSecrets(app, sensitive)),
     db,
     keys,
     get keystore() {
@@ -161,12 +163,22 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     limits,
     async createClient(input) {
       const { client, clientSecret } = await createClient(deps, input);
+      sensitive.add(clientSecret);
       return { client, secret: clientSecret };
     },
-    rotateSecret: (clientId, previousSecretExpiresIn) => rotateSecret(deps, clientId, previousSecretExpiresIn),
+    rotateSecret: async (clientId, previousSecretExpiresIn) => {
+      const rotated = await rotateSecret(deps, clientId, previousSecretExpiresIn);
+      sensitive.add(rotated);
+      return rotated;
+    },
     auditRows: (typePrefix = '') =>
       db.selectFrom('audit_events').selectAll().where('type', 'like', `${typePrefix}%`).orderBy('id').execute(),
     async close() {
+      // Nothing a test sent or received as a credential may be in a log line or an audit row.
+      const hashes = await db.selectFrom('client_secrets').select('hash').execute();
+      // (A test that broke the audit table on purpose leaves only the log lines to check.)
+      const auditRows = await db.selectFrom('audit_events').selectAll().execute().catch(() => []);
+      assertNothingLeaked([...sensitive, ...hashes.map((r) => r.hash)], [...logLines, ...auditRows]);
       await db.destroy();
       rmSync(dir, { recursive: true, force: true });
     },
@@ -178,3 +190,59 @@ export const tamper = (secret: string): string => `${secret.slice(0, -1)}${secre
 
 export const basic = (id: string, secret: string): string =>
   `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+
+// Shorter values (a test's deliberately wrong "x") would match innocent text.
+const MIN_SENSITIVE_LENGTH = 12;
+
+/**
+ * The app's request handler, noting every credential that passes: Authorization header values
+ * (and the secret inside a Basic one), and the access tokens and client secrets in responses.
+ */
+function watchSecrets(app: Koa, sensitive: Set<string>): RequestListener {
+  const handle = app.callback();
+  return (req, res): void => {
+    const authorization = req.headers.authorization;
+    if (authorization) {
+      sensitive.add(authorization);
+      const [scheme, value = ''] = authorization.split(' ');
+      sensitive.add(value);
+      if (scheme?.toLowerCase() === 'basic') {
+        const decoded = Buffer.from(value, 'base64').toString('utf8');
+        sensitive.add(decodeURIComponentSafe(decoded.slice(decoded.indexOf(':') + 1)));
+      }
+    }
+    const chunks: Buffer[] = [];
+    const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+    const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+    res.write = ((chunk: unknown, ...rest: unknown[]) => {
+      if (chunk) chunks.push(Buffer.from(chunk as string));
+      return write(chunk, ...rest);
+    }) as ServerResponse['write'];
+    res.end = ((chunk?: unknown, ...rest: unknown[]) => {
+      if (chunk && typeof chunk !== 'function') chunks.push(Buffer.from(chunk as string));
+      for (const name of ['access_token', 'client_secret']) {
+        const found = new RegExp(`"${name}":"([^"]+)"`).exec(Buffer.concat(chunks).toString('utf8'));
+        if (found) sensitive.add(found[1]!);
+      }
+      return end(chunk, ...rest);
+    }) as ServerResponse['end'];
+    void handle(req, res);
+  };
+}
+
+const decodeURIComponentSafe = (value: string): string => {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+};
+
+function assertNothingLeaked(sensitive: Iterable<string>, records: readonly unknown[]): void {
+  const text = records.map((r) => JSON.stringify(r));
+  for (const value of sensitive) {
+    if (value.length < MIN_SENSITIVE_LENGTH) continue;
+    const leak = text.find((line) => line.includes(value));
+    if (leak !== undefined) throw new Error(`a credential reached the logs or the audit log: ${leak.slice(0, 300)}`);
+  }
+}

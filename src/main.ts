@@ -2,7 +2,7 @@
  * Server entry: loadConfig → openDatabase → migrate → loadKeystore → createApp → listen.
  * SIGTERM/SIGINT stop accepting, let in-flight requests finish, close the database, and exit.
  */
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 import { bootstrapAdmin } from './admin/bootstrap.js';
 import { createApp } from './app.js';
@@ -53,8 +53,21 @@ async function main(): Promise<void> {
   server.keepAliveTimeout = 5_000;
   server.once('listening', () => log.info({ issuer: config.issuer, host: config.host, port: config.port }, 'listening'));
 
+  // Once stopping, every answer closes its connection: a client that keeps sending on a keep-alive
+  // connection would otherwise hold server.close() open until the grace period runs out.
+  let stopping = false;
+  const unanswered = new Set<ServerResponse>();
+  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
+    if (stopping) res.setHeader('Connection', 'close');
+    unanswered.add(res);
+    res.once('close', () => unanswered.delete(res));
+  });
+
   const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
     log.info({ signal }, 'shutting down');
+    for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
     stopPruner();
     server.close(() => {
@@ -68,8 +81,8 @@ async function main(): Promise<void> {
     });
     server.closeIdleConnections();
   };
-  process.once('SIGTERM', stop);
-  process.once('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
 }
 
 /** Shown once, on the console only: this is the one moment the secret exists in plaintext. */

@@ -6,7 +6,7 @@ import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import SQLite from 'better-sqlite3';
-import { Kysely, SqliteDialect, type SqliteDatabase } from 'kysely';
+import { CompiledQuery, Kysely, SqliteDialect, SqliteDriver, type DatabaseConnection, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
 
 import type { AuditEventTable } from '../audit/audit-event.table.js';
 import type { ClientSecretTable, ClientTable } from '../clients/client.table.js';
@@ -37,7 +37,7 @@ export function openDatabase(path: string): Db {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
-  return new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  return new Kysely<Database>({ dialect: new ImmediateTransactions({ database: withStatementCache(sqlite) }) });
 }
 
 /**
@@ -65,4 +65,24 @@ function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
     },
     close: () => void sqlite.close(),
   };
+}
+
+/**
+ * Transactions take the write lock when they begin (BEGIN IMMEDIATE). kysely's plain BEGIN defers
+ * it to the first write, and in WAL mode a transaction that read first and then writes fails at
+ * once with SQLITE_BUSY, without waiting out busy_timeout, whenever another connection (the audit
+ * writer thread, the CLI) has written meanwhile. Every transaction here is there to write.
+ */
+class ImmediateTransactions extends SqliteDialect {
+  constructor(private readonly config: SqliteDialectConfig) {
+    super(config);
+  }
+
+  override createDriver(): SqliteDriver {
+    return new (class extends SqliteDriver {
+      override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+        await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+      }
+    })(this.config);
+  }
 }

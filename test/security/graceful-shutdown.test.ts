@@ -1,0 +1,87 @@
+/**
+ * Graceful shutdown, end to end: SIGTERM (what a process manager sends) and SIGINT (Ctrl-C) while
+ * token requests are in flight. The server must stop accepting, finish what it started, commit
+ * every audit row, close the database and exit 0 within a bound; no caller may get a cut-off
+ * answer, every token received must have its audit row, and the file must be sound afterwards.
+ *
+ * Two kinds of load:
+ *   - "callers keep sending": the 16 callers go on sending on their keep-alive connections after
+ *     the signal, as a load balancer or a busy workload does until it notices the server is gone;
+ *   - "callers stop at the signal": the requests in flight at the signal are the last ones.
+ */
+import { readdirSync } from 'node:fs';
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import {
+  basic,
+  createClientWithCli,
+  errorLines,
+  exitWithin,
+  install,
+  integrityCheck,
+  jtisWithoutAuditRow,
+  requestToken,
+  startLoad,
+  summarize,
+  tokensOf,
+  type Installation,
+} from './e2e-support.js';
+
+let inst: Installation;
+beforeEach(async () => {
+  inst = await install();
+});
+afterEach(async () => {
+  await inst.cleanup();
+});
+
+const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+const LOADS = ['callers keep sending', 'callers stop at the signal'] as const;
+
+describe.each(SIGNALS)('%s', (signal) => {
+  it.each(LOADS)('under load, %s: exits 0 within 15 s; every answer complete; every token received audited; integrity_check ok', async (mode) => {
+    const server = await inst.start();
+    const client = await createClientWithCli(inst.env, 'w');
+    const auth = basic(client.client_id, client.client_secret);
+    const warm = await requestToken(inst.issuer, auth);
+    expect(warm).toMatchObject({ kind: 'token' });
+
+    const load = startLoad({ issuer: inst.issuer, authorization: auth, concurrency: 16, maxRequests: 20_000, durationMs: 30_000, requestTimeoutMs: 20_000 });
+    let code: number | null | undefined;
+    let signalledAt = Date.now();
+    try {
+      await load.when((o) => o.kind === 'token', 100);
+      expect(load.inFlight()).toBeGreaterThan(0);
+      signalledAt = Date.now();
+      server.process.kill(signal);
+      if (mode === 'callers stop at the signal') void load.stop();
+      code = await exitWithin(server, 15_000);
+    } finally {
+      await load.stop();
+    }
+    const exitedAfterMs = Date.now() - signalledAt;
+    const outcomes = [warm, ...load.outcomes];
+    const tokens = tokensOf(outcomes);
+    const servedAfterSignal = tokens.filter((t) => t.at > signalledAt);
+    const lastServedMs = Math.max(0, ...servedAfterSignal.map((t) => t.at - signalledAt));
+    const stats =
+      `exit ${code} ${exitedAfterMs} ms after ${signal}; ${servedAfterSignal.length} tokens received after the signal, the last ${lastServedMs} ms after it; ` +
+      `outcomes ${summarize(outcomes)}`;
+
+    // Soft: every property below is reported, not only the first that fails.
+    expect.soft(code, stats).toBe(0);
+    expect.soft(exitedAfterMs, stats).toBeLessThan(15_000);
+    expect.soft(server.stdout.some((l) => l.includes('"msg":"stopped"')), `"stopped" logged; ${stats}`).toBe(true);
+    expect.soft(errorLines(server), stats).toEqual([]);
+
+    // Each caller got a complete 200 with a token, or no answer at all (connection refused, or
+    // closed before any response header); never a cut-off body, never an error answer.
+    expect.soft(outcomes.filter((o) => o.kind === 'truncated' || o.kind === 'malformed'), stats).toEqual([]);
+    expect.soft(outcomes.filter((o) => o.kind === 'status'), stats).toEqual([]);
+
+    expect.soft(jtisWithoutAuditRow(inst.databasePath, tokens.map((t) => t.jti)), `tokens received without an audit row; ${stats}`).toEqual([]);
+    expect.soft(integrityCheck(inst.databasePath), stats).toEqual(['ok']);
+    expect.soft(readdirSync(inst.env.KEYS_DIR!), `key lock left behind; ${stats}`).not.toContain('.lock');
+  }, 90_000);
+});

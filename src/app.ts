@@ -15,7 +15,7 @@ import type { Config } from './config.js';
 import type { Db } from './db/database.js';
 import { serveJwks } from './discovery/jwks.js';
 import { DISCOVERY_PATHS, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH, serveMetadata } from './discovery/metadata.js';
-import { noStore } from './http/headers.js';
+import { noStore, tokenCors } from './http/headers.js';
 import { requestContext } from './http/request-context.js';
 import { routes } from './http/routes.js';
 import { introspectEndpoint, revokeEndpoint } from './introspection/index.js';
@@ -65,6 +65,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   keys.onChange((keystore) => {
     if (keystore.active.kid !== engine.kid) engine = buildEngine(keystore);
   });
+  const cors = tokenCors(config.tokenCorsOrigins);
   const token = tokenEndpoint({
     engine: (ctx, next) => {
       const current = engine;
@@ -73,6 +74,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     },
     auditLog,
     refusals: limits.refusals,
+    cors: cors.response,
     log,
     issuer: config.issuer,
   });
@@ -103,7 +105,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   app.use(requestContext(log));
   app.use(
     routes({
-      [TOKEN_PATH]: { POST: token },
+      [TOKEN_PATH]: { POST: token, OPTIONS: [cors.preflight] },
       [INTROSPECTION_PATH]: { POST: [noStore, introspectEndpoint(introspection)] },
       [REVOCATION_PATH]: { POST: [noStore, revokeEndpoint(introspection)] },
       [JWKS_PATH]: { GET: [serveJwks(keys, config.jwksMaxAge)] },

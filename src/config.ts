@@ -56,6 +56,8 @@ export interface Config {
     /** Tokens per minute per client unless the client sets its own; 0: no limit. */
     readonly tokenRateLimit: number;
   };
+  /** Browser origins allowed to call the token endpoint (CORS); empty: none. */
+  readonly tokenCorsOrigins: readonly string[];
   /** Largest admin request body, in bytes. */
   readonly adminBodyLimit: number;
   /** Create and print one admin client on first start with an empty database. */
@@ -134,6 +136,10 @@ export function loadConfig(env: Env = process.env): Config {
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
   const bootstrapAdmin = parseBoolean('TESSERA_BOOTSTRAP_ADMIN', env.TESSERA_BOOTSTRAP_ADMIN, true, problems);
   const adminBodyLimit = int('ADMIN_BODY_LIMIT', 65_536, 1024, 10_485_760);
+  const tokenCorsOrigins = (env.TOKEN_CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
+  for (const origin of tokenCorsOrigins) {
+    if (URL.parse(origin)?.origin !== origin) problems.push(`TOKEN_CORS_ORIGINS must list origins like https://app.example.com, got ${JSON.stringify(origin)}`);
+  }
   const limits = {
     authFailuresPerClient: int('AUTH_FAILURES_PER_CLIENT', 5, 1, 1_000_000),
     authFailuresPerAddress: int('AUTH_FAILURES_PER_ADDRESS', 20, 1, 1_000_000),
@@ -170,6 +176,7 @@ export function loadConfig(env: Env = process.env): Config {
     credentialCacheSize,
     clientCacheTtl,
     limits: Object.freeze(limits),
+    tokenCorsOrigins: Object.freeze(tokenCorsOrigins),
     adminBodyLimit,
     bootstrapAdmin,
     logLevel,

@@ -1,4 +1,4 @@
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 
 /** RFC 6749 §5.1: responses carrying tokens or credentials must not be cached. */
 export const noStore: Middleware = async function noStore(ctx, next) {
@@ -11,16 +11,38 @@ export const noStore: Middleware = async function noStore(ctx, next) {
 };
 
 /**
- * CORS is off: workloads are not browsers. oidc-provider adds CORS headers on its own routes;
- * removing them means a browser page can never read a token response.
+ * CORS for the token endpoint: off unless the operator lists origins (TOKEN_CORS_ORIGINS), since
+ * workloads are not browsers. oidc-provider adds CORS headers of its own; they are always removed,
+ * and a listed origin gets exactly these: the POST itself, with Authorization and Content-Type.
  */
-export const withoutCors: Middleware = async function withoutCors(ctx, next) {
-  try {
-    await next();
-  } finally {
-    for (const name of Object.keys(ctx.response.headers)) {
-      if (name.toLowerCase().startsWith('access-control-')) ctx.remove(name);
-    }
-    ctx.remove('Vary');
-  }
-};
+export function tokenCors(origins: readonly string[]): { readonly preflight: Middleware; readonly response: Middleware } {
+  const allowed = new Set(origins);
+  const allow = (ctx: Context): boolean => {
+    ctx.vary('Origin');
+    const origin = ctx.get('Origin');
+    if (!allowed.has(origin)) return false;
+    ctx.set('Access-Control-Allow-Origin', origin);
+    return true;
+  };
+  return {
+    // OPTIONS: 204 either way; only a listed origin is told it may POST.
+    preflight: function tokenCorsPreflight(ctx) {
+      ctx.status = 204;
+      if (!allow(ctx)) return;
+      ctx.set('Access-Control-Allow-Methods', 'POST');
+      ctx.set('Access-Control-Allow-Headers', 'Authorization, Content-Type');
+      ctx.set('Access-Control-Max-Age', '600');
+    },
+    response: async function tokenCors(ctx, next) {
+      try {
+        await next();
+      } finally {
+        for (const name of Object.keys(ctx.response.headers)) {
+          if (name.toLowerCase().startsWith('access-control-')) ctx.remove(name);
+        }
+        ctx.remove('Vary');
+        allow(ctx);
+      }
+    },
+  };
+}

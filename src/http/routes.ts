@@ -6,7 +6,7 @@
 import type { Context, Middleware } from 'koa';
 import compose from 'koa-compose';
 
-export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
+export type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE' | 'OPTIONS';
 export type RouteTable = Readonly<Record<string, Readonly<Partial<Record<Method, readonly Middleware[]>>>>>;
 
 interface CompiledRoute {

@@ -14,7 +14,7 @@ import type { Middleware } from 'koa';
 import { Provider, errors, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
 
 import type { AuditLog } from '../audit/audit-log.js';
-import { noStore, withoutCors } from '../http/headers.js';
+import { noStore } from '../http/headers.js';
 
 import { requestIdOf } from '../http/request-context.js';
 import type { Logger } from '../log.js';
@@ -137,11 +137,13 @@ export interface TokenEndpointDeps {
   readonly engine: Middleware;
   readonly auditLog: AuditLog;
   readonly refusals: Refusals;
+  /** CORS for the token endpoint (http/headers.ts tokenCors): strips the engine's, adds ours. */
+  readonly cors: Middleware;
   readonly log: Logger;
   readonly issuer: string;
 }
 
 /** POST /oauth/token's middleware, outermost first: each wraps what follows and sees its answer. */
-export function tokenEndpoint({ engine, auditLog, refusals, log, issuer }: TokenEndpointDeps): Middleware[] {
-  return [noStore, withoutCors, auditTokenRequest(auditLog, refusals, log), normalizeErrors(issuer), limitTokenBody, engine];
+export function tokenEndpoint({ engine, auditLog, refusals, cors, log, issuer }: TokenEndpointDeps): Middleware[] {
+  return [noStore, cors, auditTokenRequest(auditLog, refusals, log), normalizeErrors(issuer), limitTokenBody, engine];
 }

@@ -5,6 +5,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
 import { setClientEnabled } from '../../src/clients/client.service.js';
+import { loadConfig } from '../../src/config.js';
 import { ISSUER, basic, startHarness, tamper, type Harness } from '../support/harness.js';
 
 const API = 'https://api.example.com';
@@ -311,7 +312,7 @@ describe('only Tessera routes are reachable', () => {
   it('answers 405 for a known path with the wrong method, and no CORS headers', async () => {
     const res = await h.request.get('/oauth/token');
     expect(res.status).toBe(405);
-    expect(res.headers.allow).toBe('POST');
+    expect(res.headers.allow).toBe('POST, OPTIONS');
     const withOrigin = await token({ grant_type: 'client_credentials' }, basic(id, secret)).set('Origin', 'https://app.example.com');
     expect(withOrigin.status).toBe(200);
     expect(Object.keys(withOrigin.headers).filter((k) => k.startsWith('access-control-'))).toEqual([]);
@@ -358,5 +359,45 @@ describe('request size (16 KiB, declared up front)', () => {
     } finally {
       server.close();
     }
+  });
+});
+
+describe('CORS on the token endpoint (TOKEN_CORS_ORIGINS)', () => {
+  let c: Harness;
+  let cid: string;
+  let csecret: string;
+  beforeAll(async () => {
+    c = await startHarness({ TOKEN_CORS_ORIGINS: 'https://app.example.com' });
+    ({ client: { clientId: cid }, secret: csecret } = await c.createClient({ client_name: 'spa-backend', audience: [API] }));
+  });
+  afterAll(() => c.close());
+
+  const corsHeaders = (headers: Record<string, string>) => Object.fromEntries(Object.entries(headers).filter(([k]) => k.startsWith('access-control-')));
+
+  it('answers a preflight from a listed origin with what the token request needs, and nothing to others', async () => {
+    const listed = await c.request.options('/oauth/token').set('Origin', 'https://app.example.com').set('Access-Control-Request-Method', 'POST');
+    expect(listed.status).toBe(204);
+    expect(corsHeaders(listed.headers)).toEqual({
+      'access-control-allow-origin': 'https://app.example.com',
+      'access-control-allow-methods': 'POST',
+      'access-control-allow-headers': 'Authorization, Content-Type',
+      'access-control-max-age': '600',
+    });
+    expect(listed.headers.vary).toBe('Origin');
+    const other = await c.request.options('/oauth/token').set('Origin', 'https://evil.example.com').set('Access-Control-Request-Method', 'POST');
+    expect(other.status).toBe(204);
+    expect(corsHeaders(other.headers)).toEqual({});
+  });
+
+  it('lets a listed origin read the token response, and only that origin', async () => {
+    const post = (origin: string) => c.request.post('/oauth/token').set('Authorization', basic(cid, csecret)).set('Origin', origin).type('form').send({ grant_type: 'client_credentials' });
+    const listed = await post('https://app.example.com');
+    expect(listed.status).toBe(200);
+    expect(corsHeaders(listed.headers)).toEqual({ 'access-control-allow-origin': 'https://app.example.com' });
+    expect(corsHeaders((await post('https://evil.example.com')).headers)).toEqual({});
+  });
+
+  it('refuses a configuration that lists something other than an origin', () => {
+    expect(() => loadConfig({ TOKEN_CORS_ORIGINS: 'https://app.example.com/path' })).toThrow(/TOKEN_CORS_ORIGINS/);
   });
 });

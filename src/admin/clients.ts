@@ -19,7 +19,7 @@ import { AdminError } from './admin-error.js';
 import { adminActor } from './authorize.js';
 import { parseClientCreate, parseClientPatch, parseSecretRotation } from './client-input.js';
 import { decodeCursor, page, parseLimit, queryValue } from './paging.js';
-import { readJson } from './read-json.js';
+import { readJson, readOptionalJson } from './read-json.js';
 
 export interface AdminClientDeps {
   /** Client operations; the actor is filled in per request from the admin token. */
@@ -91,7 +91,7 @@ export function clientHandlers({ service, bodyLimit }: AdminClientDeps) {
     },
 
     rotateSecret: async (ctx: Context) => {
-      const raw = ctx.request.length ? await readJson(ctx, bodyLimit) : undefined;
+      const raw = await readOptionalJson(ctx, bodyLimit);
       const previousSecretExpiresIn = parseSecretRotation(raw);
       const secret = await rotateSecret(as(ctx), clientId(ctx), previousSecretExpiresIn);
       ctx.status = 201;

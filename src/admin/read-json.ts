@@ -22,3 +22,12 @@ export async function readJson(ctx: Context, limit: number): Promise<unknown> {
     throw AdminError.invalid('body', 'the body is not valid JSON');
   }
 }
+
+/**
+ * For endpoints whose body is optional: undefined when the request has none. A chunked body
+ * (Transfer-Encoding, no Content-Length) is a body too, and is read and checked like any other.
+ */
+export function readOptionalJson(ctx: Context, limit: number): Promise<unknown> {
+  const hasBody = (ctx.request.length ?? 0) > 0 || ctx.get('transfer-encoding') !== '';
+  return hasBody ? readJson(ctx, limit) : Promise.resolve(undefined);
+}

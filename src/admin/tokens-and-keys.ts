@@ -11,7 +11,7 @@ import type { KeyManager } from '../keys/key-manager.js';
 import { KeystoreError, type SigningKey } from '../keys/keystore.js';
 import { AdminError } from './admin-error.js';
 import { adminActor } from './authorize.js';
-import { readJson } from './read-json.js';
+import { readOptionalJson } from './read-json.js';
 
 const iso = (seconds: number | null) => (seconds === null ? null : new Date(seconds * 1000).toISOString());
 
@@ -59,7 +59,7 @@ export function keyHandlers(keys: KeyManager) {
 
     /** `{"now": true}` promotes at once, for operators who accept that caches may lack the key. */
     rotate: async (ctx: Context) => {
-      const body = ctx.request.length ? await readJson(ctx, 1024) : {};
+      const body = (await readOptionalJson(ctx, 1024)) ?? {};
       if (typeof body !== 'object' || body === null || Array.isArray(body) || Object.keys(body).some((k) => k !== 'now')) {
         throw AdminError.invalid('body', 'the body is {"now": true|false} or empty');
       }

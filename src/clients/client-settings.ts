@@ -61,12 +61,15 @@ const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/;
 const CLIENT_ID = /^[A-Za-z0-9._~-]{3,128}$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
+// In u-mode a valid pair reads as one astral code point, so only unpaired halves match.
+const LONE_SURROGATE = /\p{Cs}/u;
 
 /** Validates and normalizes the settings of a new client. */
 export function validateNewClient(input: ClientSettingsInput, limits: SettingLimits): ClientSettings {
   const clientName = input.client_name?.trim();
   if (!clientName) throw new InvalidSettingError('client_name', 'client_name is required');
-  if (clientName.length > 200 || CONTROL.test(clientName)) {
+  // Lone surrogates would be stored as U+FFFD: what was acknowledged would differ from what is kept.
+  if (clientName.length > 200 || CONTROL.test(clientName) || LONE_SURROGATE.test(clientName)) {
     throw new InvalidSettingError('client_name', 'client_name must be at most 200 printable characters');
   }
 
@@ -75,7 +78,7 @@ export function validateNewClient(input: ClientSettingsInput, limits: SettingLim
   }
 
   const description = input.description ?? null;
-  if (description !== null && (description.length > 1000 || CONTROL.test(description))) {
+  if (description !== null && (description.length > 1000 || CONTROL.test(description) || LONE_SURROGATE.test(description))) {
     throw new InvalidSettingError('description', 'description must be at most 1000 printable characters');
   }
 

@@ -39,6 +39,8 @@ describe('validateNewClient', () => {
   const invalid: [string, ClientSettingsInput, string][] = [
     ['a missing name', { client_name: '  ' }, 'client_name'],
     ['a name with control characters', { client_name: 'a\nb' }, 'client_name'],
+    ['a name with a lone surrogate', { client_name: 'x\ud800' }, 'client_name'],
+    ['a description with a lone surrogate', { client_name: 'x', description: 'd\udc00' }, 'description'],
     ['a client_id with a colon', { client_name: 'x', client_id: 'a:b' }, 'client_id'],
     ['a too short client_id', { client_name: 'x', client_id: 'ab' }, 'client_id'],
     ['a scope token with a quote', { client_name: 'x', scope: 'read "write' }, 'scope'],

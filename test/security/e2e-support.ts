@@ -2,7 +2,7 @@
  * Helpers for the end-to-end security tests: a temporary installation (database + keys directory),
  * a bounded token-request load that classifies every outcome, and direct reads of the SQLite file.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import SQLite from 'better-sqlite3';
 import { decodeJwt } from 'jose';
 
-import { ROOT, freePort, type RunningServer } from '../support/process.js';
+import { ROOT, freePort, startServer, type RunningServer } from '../support/process.js';
 
 export const API = 'https://api.example.com';
 
@@ -53,7 +53,7 @@ export async function install(extraEnv: NodeJS.ProcessEnv = {}): Promise<Install
     issuer,
     databasePath,
     servers,
-    start: () => startServer(env, servers),
+    start: () => startServer(env, (server) => servers.push(server)),
     async cleanup() {
       for (const server of servers) {
         if (server.process.exitCode === null && server.process.signalCode === null) server.process.kill('SIGKILL');
@@ -62,42 +62,6 @@ export async function install(extraEnv: NodeJS.ProcessEnv = {}): Promise<Install
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-const START_TIMEOUT_MS = 30_000;
-
-/**
- * `node dist/src/main.js`, like test/support/process.ts's startServer, but registered in `servers`
- * from the moment it is spawned (so cleanup kills it even if it never listens) and bounded in time.
- */
-function startServer(env: NodeJS.ProcessEnv, servers: RunningServer[]): Promise<RunningServer> {
-  const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const stdout: string[] = [];
-  const stderr: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const server: RunningServer = { process: child, stdout, stderr, exited };
-  servers.push(server);
-  child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
-  return new Promise<RunningServer>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not listen within ${START_TIMEOUT_MS} ms: ${stderr.join('')}`)), START_TIMEOUT_MS);
-    let buffered = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop() ?? '';
-      for (const line of lines) {
-        stdout.push(line);
-        if (line.includes('"msg":"listening"')) {
-          clearTimeout(timer);
-          resolve(server);
-        }
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}: ${stderr.join('')}`));
-    });
-  });
 }
 
 export interface CreatedClient {

@@ -26,14 +26,23 @@ export interface RunningServer {
   readonly exited: Promise<number | null>;
 }
 
-/** Starts `node dist/src/main.js` (what `npm start` runs) and waits for its "listening" line. */
-export async function startServer(env: NodeJS.ProcessEnv): Promise<RunningServer> {
+const START_TIMEOUT_MS = 30_000;
+
+/**
+ * Starts `node dist/src/main.js` (what `npm start` runs) and waits, at most 30 s, for its
+ * "listening" line. `track` sees the process as soon as it is spawned, so a test's cleanup can
+ * kill it even if it never listens.
+ */
+export function startServer(env: NodeJS.ProcessEnv, track: (server: RunningServer) => void = () => {}): Promise<RunningServer> {
   const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const stdout: string[] = [];
   const stderr: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const server: RunningServer = { process: child, stdout, stderr, exited };
+  track(server);
   child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
-  await new Promise<void>((resolve, reject) => {
+  return new Promise<RunningServer>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not listen within ${START_TIMEOUT_MS} ms: ${stderr.join('')}`)), START_TIMEOUT_MS);
     let buffered = '';
     child.stdout.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
@@ -41,12 +50,17 @@ export async function startServer(env: NodeJS.ProcessEnv): Promise<RunningServer
       buffered = lines.pop() ?? '';
       for (const line of lines) {
         stdout.push(line);
-        if (line.includes('"msg":"listening"')) resolve();
+        if (line.includes('"msg":"listening"')) {
+          clearTimeout(timer);
+          resolve(server);
+        }
       }
     });
-    void exited.then((code) => reject(new Error(`server exited with ${code}: ${stderr.join('')}`)));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code}: ${stderr.join('')}`));
+    });
   });
-  return { process: child, stdout, stderr, exited };
 }
 
 /** Runs `node bin/tessera.js …` (what `npx tessera …` runs). */

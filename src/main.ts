@@ -38,8 +38,8 @@ async function main(): Promise<void> {
   const limits = new Limits(config.limits, systemClock, auditLog);
   const stopRefusals = limits.refusals.start(10_000, (err) => log.error({ err }, 'limit summary not audited'));
   if (config.bootstrapAdmin) {
-    const limits = { maxAccessTokenTtl: config.accessTokenMaxTtl };
-    const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits, auditLog, actor: 'bootstrap', clientChanged: (id) => records.invalidate(id) }, config.issuer);
+    const settingLimits = { maxAccessTokenTtl: config.accessTokenMaxTtl };
+    const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits: settingLimits, auditLog, actor: 'bootstrap', clientChanged: (id) => records.invalidate(id) }, config.issuer);
     if (admin) printBootstrapAdmin(admin.client.clientId, admin.clientSecret, config.issuer);
   }
 
@@ -53,21 +53,18 @@ async function main(): Promise<void> {
   server.keepAliveTimeout = 5_000;
   server.once('listening', () => log.info({ issuer: config.issuer, host: config.host, port: config.port }, 'listening'));
 
-  // Once stopping, every answer closes its connection: a client that keeps sending on a keep-alive
-  // connection would otherwise hold server.close() open until the grace period runs out.
+  // Once stopping, every answer closes its connection, and connections that go idle are closed: a
+  // client that keeps sending on a keep-alive connection would otherwise hold server.close() open
+  // until the grace period runs out.
   let stopping = false;
-  const unanswered = new Set<ServerResponse>();
   server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
     if (stopping) res.setHeader('Connection', 'close');
-    unanswered.add(res);
-    res.once('close', () => unanswered.delete(res));
   });
 
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
     stopPruner();
     server.close(() => {
@@ -80,6 +77,7 @@ async function main(): Promise<void> {
         });
     });
     server.closeIdleConnections();
+    setInterval(() => server.closeIdleConnections(), 100).unref();
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

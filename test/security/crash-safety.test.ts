@@ -15,6 +15,7 @@ import type { RunningServer } from '../support/process.js';
 import {
   basic,
   createClientWithCli,
+  credentialsInOutput,
   errorLines,
   exitWithin,
   install,
@@ -44,12 +45,14 @@ describe('SIGKILL while token requests are in flight', () => {
     const client = await createClientWithCli(inst.env, 'w');
     const auth = basic(client.client_id, client.client_secret);
     const received: string[] = [];
+    const tokens: string[] = [];
 
     for (const [cycle, threshold] of KILL_AFTER_TOKENS.entries()) {
       // The (re)started server answers at once.
       const first = await requestToken(inst.issuer, auth);
       expect(first, `cycle ${cycle}: first request after start`).toMatchObject({ kind: 'token' });
       if (first.kind === 'token') received.push(first.jti);
+      if (first.kind === 'token') tokens.push(first.token);
 
       const load = startLoad({ issuer: inst.issuer, authorization: auth, concurrency: 16, maxRequests: 20_000, durationMs: 20_000, requestTimeoutMs: 15_000 });
       try {
@@ -67,6 +70,7 @@ describe('SIGKILL while token requests are in flight', () => {
       expect(outcomes.filter((o) => o.kind === 'malformed'), summarize(outcomes)).toEqual([]);
       expect(outcomes.some((o) => o.kind === 'no-answer'), `cycle ${cycle}: the kill should have cut requests off: ${summarize(outcomes)}`).toBe(true);
       received.push(...tokensOf(outcomes).map((t) => t.jti));
+      tokens.push(...tokensOf(outcomes).map((t) => t.token));
 
       // The file as the crash left it (opened read-only, before the server is restarted on it).
       expect(integrityCheck(inst.databasePath), `cycle ${cycle}: integrity after SIGKILL`).toEqual(['ok']);
@@ -100,5 +104,7 @@ describe('SIGKILL while token requests are in flight', () => {
     expect(integrityCheck(inst.databasePath)).toEqual(['ok']);
     // A clean stop leaves no key lock behind.
     expect(readdirSync(inst.env.KEYS_DIR!)).not.toContain('.lock');
+    // Every server's log lines (info level: access log and audit mirror) hold no secret or token.
+    expect(credentialsInOutput(inst.servers, [client.client_secret, auth, ...tokens])).toEqual([]);
   }, 180_000);
 });

@@ -276,3 +276,9 @@ export function exitWithin(server: RunningServer, ms: number): Promise<number | 
   });
   return Promise.race([server.exited, timeout]).finally(() => clearTimeout(timer));
 }
+
+/** Lines of the servers' stdout and stderr that contain any of the credentials (none, we expect). */
+export function credentialsInOutput(servers: readonly RunningServer[], credentials: readonly string[]): string[] {
+  const lines = servers.flatMap((s) => [...s.stdout, ...s.stderr.join('').split('\n')]);
+  return lines.filter((line) => credentials.some((c) => line.includes(c))).map((line) => line.slice(0, 200));
+}

@@ -4,7 +4,7 @@
  * one `limit.refused` row per key and period records how many there were. A client hammering a
  * limit therefore cannot flood the audit log, and nothing it did goes unrecorded.
  */
-import { auditEvent, type AuditLog } from '../audit/audit-log.js';
+import { auditEvent, scrub, type AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 
 /** What is limited, and by whom: the client_id presented, or the source address. */
@@ -58,8 +58,9 @@ export class Refusals {
           auditEvent({
             type: 'limit.refused',
             outcome: 'failure',
-            client_id: key.kind === 'client_id' ? key.value : null,
-            remote_addr: key.kind === 'address' ? key.value : null,
+            // As presented: a workload that swapped client_id and secret must not get its secret recorded.
+            client_id: key.kind === 'client_id' ? scrub(key.value) : null,
+            remote_addr: key.kind === 'address' ? scrub(key.value, 64) : null,
             reason: key.reason,
             details: { refused: count, since: new Date(sinceMs).toISOString() },
           }),

@@ -174,3 +174,21 @@ describe('the address behind a proxy (TRUST_PROXY=true)', () => {
     expect((await attempt('203.0.113.10')).status).toBe(401);
   });
 });
+
+describe('refusal summaries', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ AUTH_FAILURES_PER_CLIENT: '1', AUTH_FAILURES_PER_ADDRESS: '1000000' });
+  });
+  afterAll(() => h.close());
+
+  it('record a presented client_id scrubbed, so a secret sent as the id never reaches the audit log', async () => {
+    const { secret } = await h.createClient({ client_name: 'swapped', audience: [API] });
+    const swapped = () => h.request.post('/oauth/token').set('Authorization', basic(secret, 'whatever-secret')).type('form').send({ grant_type: 'client_credentials' });
+    expect((await swapped()).status).toBe(401);
+    for (let i = 0; i < 3; i++) expect((await swapped()).status).toBe(429);
+    await h.limits.refusals.flush();
+    const [summary] = await h.auditRows('limit.refused');
+    expect(summary?.client_id).toBe('tsec_[redacted]');
+  });
+});

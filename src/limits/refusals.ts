@@ -20,16 +20,18 @@ interface Counted {
   readonly sinceMs: number;
 }
 
-// Beyond this many distinct keys in one period, refusals are counted under one summary row.
-const MAX_KEYS = 10_000;
+// Refusals of keys beyond the bound on distinct keys per period share one summary row.
 const OVERFLOW: RefusalKey = { kind: 'address', value: '*', reason: 'many_keys' };
 
 export class Refusals {
   #counted = new Map<string, Counted>();
+  #overflow: Counted | undefined;
 
   constructor(
     private readonly auditLog: AuditLog,
     private readonly clock: Clock,
+    /** Distinct keys remembered per period. */
+    private readonly maxKeys = 10_000,
   ) {}
 
   /** True when this refusal should get its own audit row; otherwise it is counted for the summary. */
@@ -40,8 +42,9 @@ export class Refusals {
       counted.count += 1;
       return false;
     }
-    if (this.#counted.size >= MAX_KEYS) {
-      this.admit(OVERFLOW);
+    if (this.#counted.size >= this.maxKeys) {
+      this.#overflow ??= { key: OVERFLOW, count: 0, sinceMs: this.clock.now() };
+      this.#overflow.count += 1;
       return false;
     }
     this.#counted.set(id, { key, count: 0, sinceMs: this.clock.now() });
@@ -50,8 +53,9 @@ export class Refusals {
 
   /** Writes one summary row per key refused more than once since the last flush. */
   async flush(): Promise<void> {
-    const counted = [...this.#counted.values()].filter((c) => c.count > 0);
+    const counted = [...this.#counted.values(), ...(this.#overflow ? [this.#overflow] : [])].filter((c) => c.count > 0);
     this.#counted = new Map();
+    this.#overflow = undefined;
     await Promise.all(
       counted.map(({ key, count, sinceMs }) =>
         this.auditLog.record(

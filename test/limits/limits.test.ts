@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { Backoff } from '../../src/limits/backoff.js';
+import { Refusals } from '../../src/limits/refusals.js';
 import { TokenRate } from '../../src/limits/token-rate.js';
 import { basic, startHarness, tamper, TestClock, type Harness } from '../support/harness.js';
 
@@ -190,5 +191,25 @@ describe('refusal summaries', () => {
     await h.limits.refusals.flush();
     const [summary] = await h.auditRows('limit.refused');
     expect(summary?.client_id).toBe('tsec_[redacted]');
+  });
+});
+
+describe('Refusals', () => {
+  it('counts refusals of keys beyond its bound in one summary row instead of remembering them', async () => {
+    const h = await startHarness();
+    try {
+      const refusals = new Refusals(h.service.auditLog, h.clock, 2);
+      const key = (value: string) => ({ kind: 'address' as const, value, reason: 'auth_backoff' });
+      expect(['a', 'b', 'a'].map((v) => refusals.admit(key(v)))).toEqual([true, true, false]);
+      expect(['c', 'd', 'c'].map((v) => refusals.admit(key(v)))).toEqual([false, false, false]);
+      await refusals.flush();
+      const rows = await h.auditRows('limit.refused');
+      expect(rows.map((r) => [r.remote_addr, r.reason, JSON.parse(r.details!).refused])).toEqual([
+        ['a', 'auth_backoff', 1],
+        ['*', 'many_keys', 3],
+      ]);
+    } finally {
+      await h.close();
+    }
   });
 });

@@ -204,7 +204,7 @@ describe('Refusals', () => {
       expect(['c', 'd', 'c'].map((v) => refusals.admit(key(v)))).toEqual([false, false, false]);
       await refusals.flush();
       const rows = await h.auditRows('limit.refused');
-      expect(rows.map((r) => [r.remote_addr, r.reason, JSON.parse(r.details!).refused])).toEqual([
+      expect(rows.map((r) => [r.remote_addr, r.reason, (JSON.parse(r.details!) as { refused: number }).refused])).toEqual([
         ['a', 'auth_backoff', 1],
         ['*', 'many_keys', 3],
       ]);

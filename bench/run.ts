@@ -5,6 +5,10 @@
  * and errors per scenario, the ratios, RSS growth over a run with BENCH_MEMORY_CLIENTS distinct
  * clients, and checks that every 200 token response has its audit row.
  *
+ * BENCH_ONLY=scale instead compares the token endpoint on SQLite with PostgreSQL
+ * (BENCH_DATABASE_URL, default the local server's `test` database; a schema of its own, dropped
+ * after), with one instance and with two sharing the database and keys.
+ *
  * Only 127.0.0.1 is contacted, and every load is bounded in time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -14,6 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import autocannon from 'autocannon';
+import pg from 'pg';
 
 import { AuditLog } from '../src/audit/audit-log.js';
 import { writeAuditRows } from '../src/audit/audit-writer.js';
@@ -80,18 +85,29 @@ const rssMb = (child: ChildProcess) => {
 
 type Options = Omit<autocannon.Options, 'url'> & { url: string };
 
-/** One autocannon run after a warm-up; records a row unless `record` is false. */
+/** One autocannon run after a warm-up. */
 async function load(scenario: string, options: Options, seconds = DURATION): Promise<Row> {
-  const warmup = await autocannon({ ...options, connections: CONNECTIONS, duration: WARMUP });
-  const result = await autocannon({ ...options, connections: CONNECTIONS, duration: seconds });
+  return loadSplit(scenario, [options], seconds);
+}
+
+/**
+ * The same: CONNECTIONS split evenly over several targets (instances behind one issuer, as a load
+ * balancer would spread them), run at once; req/s are summed, latencies are the worst target's.
+ */
+async function loadSplit(scenario: string, targets: readonly Options[], seconds = DURATION): Promise<Row> {
+  const connections = CONNECTIONS / targets.length;
+  const run = (duration: number) => Promise.all(targets.map((options) => autocannon({ ...options, connections, duration })));
+  const warmup = await run(WARMUP);
+  const results = await run(seconds);
+  const sum = (pick: (r: autocannon.Result) => number) => results.reduce((total, r) => total + pick(r), 0);
   const row = {
     scenario,
-    rps: Math.round(result.requests.average),
-    p50: result.latency.p50,
-    p99: result.latency.p99,
-    non2xx: result.non2xx,
-    errors: result.errors + result.timeouts,
-    ok: warmup['2xx'] + result['2xx'],
+    rps: Math.round(sum((r) => r.requests.average)),
+    p50: Math.max(...results.map((r) => r.latency.p50)),
+    p99: Math.max(...results.map((r) => r.latency.p99)),
+    non2xx: sum((r) => r.non2xx),
+    errors: sum((r) => r.errors + r.timeouts),
+    ok: warmup.reduce((total, r) => total + r['2xx'], 0) + sum((r) => r['2xx']),
   };
   rows.push(row);
   say(`${scenario.padEnd(44)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  errors ${row.errors}`);
@@ -146,9 +162,11 @@ async function warm(url: string, clients: readonly Credentials[]): Promise<numbe
   return ok;
 }
 
-async function issuedRows(path: string): Promise<number> {
-  const db = openDatabase(path);
-  const row = await db.selectFrom('audit_events').select((eb) => eb.fn.countAll<number>().as('n')).where('type', '=', 'token.issued').executeTakeFirstOrThrow();
+async function issuedRows(databaseUrl: string, clientId?: string): Promise<number> {
+  const db = openDatabase(databaseUrl);
+  let query = db.selectFrom('audit_events').select((eb) => eb.fn.countAll<number>().as('n')).where('type', '=', 'token.issued');
+  if (clientId !== undefined) query = query.where('client_id', '=', clientId);
+  const row = await query.executeTakeFirstOrThrow();
   await db.destroy();
   return Number(row.n);
 }
@@ -164,6 +182,7 @@ async function main(): Promise<void> {
 
   try {
     if (process.env.BENCH_ONLY === 'memory') return await memoryRun(dir, port + 2);
+    if (process.env.BENCH_ONLY === 'scale') return await scaleRun(dir, port + 3);
     // Clients: one workload, DISTINCT_CLIENTS more, and a resource server that introspects.
     const db = openDatabase(dbPath);
     await migrateToLatest(db);
@@ -250,6 +269,62 @@ async function memoryRun(dir: string, port: number): Promise<void> {
   const after = rssMb(server);
   await stop(server);
   say(`memory: RSS ${before} MB after warm-up → ${after} MB after ${MEMORY_SECONDS} s (growth ${after - before} MB)`);
+}
+
+/** Token endpoint, 1 client, cached credentials: SQLite ×1, PostgreSQL ×1 and ×2 instances. */
+async function scaleRun(dir: string, port: number): Promise<void> {
+  const base = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const schema = `tessera_bench_${process.pid}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`create schema ${schema}`);
+  try {
+    const pgUrl = new URL(base);
+    pgUrl.searchParams.set('options', `-c search_path=${schema}`);
+    // The token rate limit is off (0) except in the last setup, where a limit too high to refuse
+    // anything measures the shared bucket's cost: one upsert per token request.
+    const setups = [
+      { name: 'SQLite, 1 instance', databaseUrl: join(dir, 'scale.db'), instances: 1, rateLimit: '0' },
+      { name: 'PostgreSQL, 1 instance', databaseUrl: pgUrl.href, instances: 1, rateLimit: '0' },
+      { name: 'PostgreSQL, 2 instances', databaseUrl: pgUrl.href, instances: 2, rateLimit: '0' },
+      { name: 'PostgreSQL, 1 instance, shared rate limit', databaseUrl: pgUrl.href, instances: 1, rateLimit: '1000000' },
+    ];
+    const results = new Map<string, Row>();
+    for (const setup of setups) {
+      const db = openDatabase(setup.databaseUrl);
+      await migrateToLatest(db);
+      const [client] = await makeClients(db, new SecretHasher({ memoryCost: 19_456, timeCost: 2, parallelism: 1 }), 1, { client_name: 'scale', audience: [API] });
+      await db.destroy();
+      const urls = Array.from({ length: setup.instances }, (_, i) => `http://127.0.0.1:${port + i}`);
+      const servers: ChildProcess[] = [];
+      let ok = 0;
+      try {
+        for (const [i, url] of urls.entries()) {
+          const env = { PORT: String(port + i), ISSUER: `http://127.0.0.1:${port}`, DATABASE_URL: setup.databaseUrl, KEYS_DIR: join(dir, 'scale-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: setup.rateLimit };
+          servers.push(await startProcess(['dist/src/main.js'], env, `${url}/.well-known/jwks.json`));
+          ok += await warm(url, [client!]);
+        }
+        const row = await loadSplit(`token, 1 client, ${setup.name}`, urls.map((url) => tokenLoad(url, [client!])));
+        results.set(setup.name, row);
+        ok += row.ok;
+      } finally {
+        for (const server of servers) await stop(server);
+      }
+      // As in the main run: at most one token per connection per run issued to a request cut off.
+      const audited = await issuedRows(setup.databaseUrl, client!.id);
+      const complete = audited >= ok && audited - ok <= 2 * CONNECTIONS;
+      say(`  audit: ${audited} token.issued rows for ${ok} token responses — ${complete ? 'ok' : 'ROWS MISSING'}`);
+      if (!complete) process.exitCode = 1;
+    }
+    const rps = (name: string) => results.get(name)!.rps;
+    say('\nratios');
+    say(`  PostgreSQL ÷ SQLite (1 instance):              ${(rps('PostgreSQL, 1 instance') / rps('SQLite, 1 instance')).toFixed(2)}`);
+    say(`  2 instances ÷ 1 instance (PostgreSQL):         ${(rps('PostgreSQL, 2 instances') / rps('PostgreSQL, 1 instance')).toFixed(2)}`);
+    say(`  shared rate limit ÷ none (PostgreSQL):         ${(rps('PostgreSQL, 1 instance, shared rate limit') / rps('PostgreSQL, 1 instance')).toFixed(2)}`);
+  } finally {
+    await admin.query(`drop schema if exists ${schema} cascade`);
+    await admin.end();
+  }
 }
 
 await main();

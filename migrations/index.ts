@@ -8,10 +8,14 @@ import * as initial from './2026-11-23-0001-initial.js';
 import * as introspection from './2026-11-23-0002-introspection-revocation.js';
 import * as auditJtiIndex from './2026-11-23-0003-audit-jti-index.js';
 import * as tokenRateLimit from './2026-11-23-0004-token-rate-limit.js';
+import * as postgresKeyOrder from './2026-11-24-0005-postgres-key-order.js';
+import * as sharedLimits from './2026-11-24-0006-shared-limits.js';
 
 export const migrations: Readonly<Record<string, Migration>> = {
   '2026-11-23-0001-initial': initial,
   '2026-11-23-0002-introspection-revocation': introspection,
   '2026-11-23-0003-audit-jti-index': auditJtiIndex,
   '2026-11-23-0004-token-rate-limit': tokenRateLimit,
+  '2026-11-24-0005-postgres-key-order': postgresKeyOrder,
+  '2026-11-24-0006-shared-limits': sharedLimits,
 };

@@ -25,6 +25,8 @@ import type { KeyManager } from './keys/key-manager.js';
 import type { Limits } from './limits/index.js';
 import type { Keystore } from './keys/keystore.js';
 import type { Logger } from './log.js';
+import { HEALTH_PATH, READY_PATH, healthz, readyz } from './ops/health.js';
+import { METRICS_PATH, serveMetrics, type Metrics } from './ops/metrics.js';
 import { createProvider } from './provider/create-provider.js';
 import { createAuthenticator } from './token/authenticate-client.js';
 import { tokenEndpoint, tokenHooks } from './token/index.js';
@@ -34,18 +36,23 @@ export interface AppDeps {
   readonly db: Db;
   /** Shared with the client service, whose changes invalidate it. */
   readonly records: ClientRecords;
+  /** What the client service calls after a change (client-changes.ts). */
+  readonly clientChanged: (clientId: string) => void | Promise<void>;
   readonly limits: Limits;
   readonly auditLog: AuditLog;
   readonly keys: KeyManager;
   readonly hasher: SecretHasher;
   readonly log: Logger;
   readonly clock: Clock;
+  /** This app's registry; served at /metrics here unless METRICS_PORT serves it (main.ts). */
+  readonly metrics: Metrics;
 }
 
 export function createApp(config: Config, deps: AppDeps): Koa {
-  const { db, records, limits, auditLog, keys, hasher, log, clock } = deps;
+  const { db, records, clientChanged, limits, auditLog, keys, hasher, log, clock, metrics } = deps;
 
   const verified = new VerifiedCredentialCache({ ttlMs: config.credentialCacheTtl * 1000, maxEntries: config.credentialCacheSize, clock });
+  metrics.watch({ hasher, auditLog, verified, keys });
   const authenticate = createAuthenticator({ db, records, limits, hasher, verified, clock });
   const hooks = tokenHooks({
     authenticate,
@@ -75,6 +82,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     auditLog,
     refusals: limits.refusals,
     cors: cors.response,
+    metrics,
     log,
     issuer: config.issuer,
   });
@@ -86,10 +94,10 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     maxTokenAge: config.accessTokenMaxTtl,
   });
   const inspect = createTokenInspector(db, verify);
-  const introspection = { db, authenticate, limits, inspect, auditLog, clock, issuer: config.issuer };
+  const introspection = { db, authenticate, limits, inspect, auditLog, clock, issuer: config.issuer, metrics };
   const admin = adminRoutes({
     db,
-    service: { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl }, auditLog, clientChanged: (clientId) => records.invalidate(clientId) },
+    service: { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl }, auditLog, clientChanged },
     inspect,
     auditLog,
     keys,
@@ -102,7 +110,9 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   // Behind a proxy, the address is the one the proxy itself saw (the last X-Forwarded-For entry):
   // earlier entries come from the caller, who could otherwise dodge the per-address limits.
   const app = new Koa({ proxy: config.trustProxy, maxIpsCount: 1 });
-  app.use(requestContext(log));
+  // Probes come every few seconds from every orchestrator: their access lines only at debug level
+  // (a failing readiness check logs its own warning).
+  app.use(requestContext(log, [HEALTH_PATH, READY_PATH]));
   app.use(
     routes({
       [TOKEN_PATH]: { POST: token, OPTIONS: [cors.preflight] },
@@ -110,6 +120,10 @@ export function createApp(config: Config, deps: AppDeps): Koa {
       [REVOCATION_PATH]: { POST: [noStore, revokeEndpoint(introspection)] },
       [JWKS_PATH]: { GET: [serveJwks(keys, config.jwksMaxAge)] },
       ...Object.fromEntries(DISCOVERY_PATHS.map((path) => [path, { GET: [metadata] }])),
+      // Probes and metrics: not audited, not rate-limited. With METRICS_PORT, /metrics is served there only.
+      [HEALTH_PATH]: { GET: [healthz] },
+      [READY_PATH]: { GET: [readyz({ db, keys, log, clock })] },
+      ...(config.metricsPort === undefined ? { [METRICS_PATH]: { GET: [serveMetrics(metrics)] } } : {}),
       ...admin,
     }),
   );

@@ -5,6 +5,11 @@
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 
+export type Dialect = 'sqlite' | 'postgres';
+
+/** A postgres:// or postgresql:// URL selects PostgreSQL; anything else is a SQLite file path. */
+export const dialectOf = (url: string): Dialect => (/^postgres(ql)?:\/\//i.test(url) ? 'postgres' : 'sqlite');
+
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 export interface Argon2Params {
@@ -19,8 +24,10 @@ export interface Config {
   readonly host: string;
   /** The exact issuer identifier clients use (RFC 8414 §2), without a trailing slash. */
   readonly issuer: string;
-  /** SQLite database file path. */
-  readonly databasePath: string;
+  /** A SQLite file path, or a postgres:// URL. */
+  readonly databaseUrl: string;
+  /** Connections per instance when on PostgreSQL. */
+  readonly databasePoolSize: number;
   readonly keysDir: string;
   /** Server default access-token lifetime in seconds. */
   readonly accessTokenTtl: number;
@@ -65,6 +72,12 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** Trust X-Forwarded-* headers (only behind a reverse proxy that sets them). */
   readonly trustProxy: boolean;
+  /** Days audit rows are kept; older ones are pruned hourly. 0: kept forever. */
+  readonly auditRetentionDays: number;
+  /** When set, /metrics is served on this port (bound to HOST) and not on PORT. */
+  readonly metricsPort: number | undefined;
+  /** A client_id label on the token counter, for authenticated clients only; needs METRICS_PORT. */
+  readonly metricsClientLabels: boolean;
 }
 
 export class ConfigError extends Error {
@@ -112,8 +125,11 @@ export function loadConfig(env: Env = process.env): Config {
   const issuer = parseIssuer(env.ISSUER || `http://localhost:${port}`, problems);
 
   const databaseUrl = env.DATABASE_URL || 'data/tessera.db';
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(databaseUrl)) {
-    problems.push('DATABASE_URL must be a SQLite file path (e.g. /var/lib/tessera/tessera.db); other databases are not supported yet');
+  if (dialectOf(databaseUrl) === 'postgres') {
+    // Checked here so a typo fails at start-up with a message, not at the first query.
+    if (!URL.canParse(databaseUrl)) problems.push('DATABASE_URL is not a valid postgres:// URL');
+  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(databaseUrl)) {
+    problems.push('DATABASE_URL must be a SQLite file path (e.g. /var/lib/tessera/tessera.db) or a postgres:// URL');
   } else if (databaseUrl === ':memory:' || databaseUrl.startsWith('file:')) {
     problems.push('DATABASE_URL must be a SQLite file path: an in-memory database would lose every client and audit row');
   }
@@ -136,9 +152,16 @@ export function loadConfig(env: Env = process.env): Config {
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
   const bootstrapAdmin = parseBoolean('TESSERA_BOOTSTRAP_ADMIN', env.TESSERA_BOOTSTRAP_ADMIN, true, problems);
   const adminBodyLimit = int('ADMIN_BODY_LIMIT', 65_536, 1024, 10_485_760);
+  const databasePoolSize = int('DATABASE_POOL_SIZE', 10, 2, 1000);
+  const auditRetentionDays = int('AUDIT_RETENTION_DAYS', 0, 0, 36_500);
+  const metricsPort = env.METRICS_PORT ? int('METRICS_PORT', 0, 1, 65_535) : undefined;
+  if (metricsPort !== undefined && metricsPort === port) problems.push(`METRICS_PORT must differ from PORT (${port})`);
+  const metricsClientLabels = parseBoolean('METRICS_CLIENT_LABELS', env.METRICS_CLIENT_LABELS, false, problems);
+  // Labels name the clients that exist: not for a port the whole world can read.
+  if (metricsClientLabels && metricsPort === undefined) problems.push('METRICS_CLIENT_LABELS=true requires METRICS_PORT, so client ids are not published on the public port');
   const tokenCorsOrigins = (env.TOKEN_CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean);
   for (const origin of tokenCorsOrigins) {
-    if (URL.parse(origin)?.origin !== origin) problems.push(`TOKEN_CORS_ORIGINS must list origins like https://app.example.com, got ${JSON.stringify(origin)}`);
+    if (URL.parse(origin)?.origin !== origin) problems.push(`TOKEN_CORS_ORIGINS must list origins like https://app.example.com, got ${JSON.stringify(redactCredentials(origin))}`);
   }
   const limits = {
     authFailuresPerClient: int('AUTH_FAILURES_PER_CLIENT', 5, 1, 1_000_000),
@@ -161,7 +184,8 @@ export function loadConfig(env: Env = process.env): Config {
     port,
     host,
     issuer,
-    databasePath: databaseUrl,
+    databaseUrl,
+    databasePoolSize,
     keysDir: env.KEYS_DIR || 'keys',
     accessTokenTtl,
     accessTokenMaxTtl,
@@ -181,7 +205,31 @@ export function loadConfig(env: Env = process.env): Config {
     bootstrapAdmin,
     logLevel,
     trustProxy,
+    auditRetentionDays,
+    metricsPort,
+    metricsClientLabels,
   });
+}
+
+const SECRET_PARAMETER = /pass|secret|token|credential/i;
+
+/**
+ * `text` with the credentials in any URL it holds masked, for showing configuration values and
+ * problems: the password of `user:password@` (→ `user:****@`) and the value of query parameters
+ * that carry one (`?password=`, `sslpassword=`, …; libpq and pg read those too).
+ */
+export function redactCredentials(text: string): string {
+  return text
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^\s/?#@:]*:)[^\r\n/?#]*@/gi, '$1****@')
+    .replace(/([?&])([^=&#\s"]*)=[^&#\s"]*/g, (all, separator: string, name: string) => {
+      let decoded = name;
+      try {
+        decoded = decodeURIComponent(name.replace(/\+/g, ' '));
+      } catch {
+        // A malformed escape: judge the name as written.
+      }
+      return SECRET_PARAMETER.test(decoded) ? `${separator}${name}=****` : all;
+    });
 }
 
 function parseBoolean(name: string, raw: string | undefined, fallback: boolean, problems: string[]): boolean {
@@ -197,11 +245,12 @@ function parseBoolean(name: string, raw: string | undefined, fallback: boolean, 
  * only for loopback hosts, so a local trial works and a production mistake does not.
  */
 function parseIssuer(raw: string, problems: string[]): string {
+  const shown = JSON.stringify(redactCredentials(raw));
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
-    problems.push(`ISSUER must be an absolute URL, got ${JSON.stringify(raw)}`);
+    problems.push(`ISSUER must be an absolute URL, got ${shown}`);
     return raw;
   }
   if (url.search || url.hash || raw.includes('?') || raw.includes('#')) {
@@ -209,14 +258,14 @@ function parseIssuer(raw: string, problems: string[]): string {
   }
   if (url.pathname !== '/') {
     // Endpoints and the RFC 8414 well-known documents are served at the root of the origin.
-    problems.push(`ISSUER must be an origin without a path, e.g. https://auth.example.com, got ${JSON.stringify(raw)}`);
+    problems.push(`ISSUER must be an origin without a path, e.g. https://auth.example.com, got ${shown}`);
   }
   if (url.username || url.password) {
     problems.push('ISSUER must not contain credentials');
   }
   const loopback = url.hostname === 'localhost' || (isIP(url.hostname.replace(/^\[|\]$/g, '')) !== 0 && /^(127\.|\[::1\]$)/.test(url.hostname));
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) {
-    problems.push(`ISSUER must use https (http is allowed only for localhost), got ${JSON.stringify(raw)}`);
+    problems.push(`ISSUER must use https (http is allowed only for localhost), got ${shown}`);
   }
   return url.href.endsWith('/') ? url.href.slice(0, -1) : url.href;
 }

@@ -7,45 +7,62 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { bootstrapAdmin } from './admin/bootstrap.js';
 import { createApp } from './app.js';
 import { AuditLog } from './audit/audit-log.js';
-import { AuditWriterThread } from './audit/audit-writer.js';
+import { startAuditPruner } from './audit/audit-retention.js';
+import { AuditWriterThread, writeAuditRows } from './audit/audit-writer.js';
+import { clientChangeAnnouncer, clientChangeHandlers } from './clients/client-changes.js';
 import { clientRecords } from './clients/client-records.js';
-import { Limits } from './limits/index.js';
+import { serverLimits } from './limits/index.js';
 import { SecretHasher } from './clients/secret.js';
 import { systemClock } from './clock.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, dialectOf, loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
 import { migrateToLatest } from './db/migrate.js';
+import { listen } from './db/notifications.js';
 import { startRevocationPruner } from './introspection/prune.js';
 import { KeyManager, auditKeyEvents, keyPolicy } from './keys/key-manager.js';
 import { KeystoreError } from './keys/keystore.js';
 import { createLogger } from './log.js';
+import { Metrics, createMetricsApp } from './ops/metrics.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config.logLevel);
-  const db = openDatabase(config.databasePath);
+  const db = openDatabase(config.databaseUrl, { poolSize: config.databasePoolSize });
   const applied = await migrateToLatest(db);
   if (applied.length > 0) log.info({ migrations: applied }, 'database migrated');
-  // The audit commits (and their fsyncs) run on their own thread, off the event loop.
-  const auditWriter = new AuditWriterThread(config.databasePath);
-  const auditLog = new AuditLog(auditWriter.write, log, systemClock);
+  // SQLite's commits (and their fsyncs) run on their own thread, off the event loop; pg's are asynchronous anyway.
+  const auditThread = dialectOf(config.databaseUrl) === 'sqlite' ? new AuditWriterThread(config.databaseUrl) : undefined;
+  const auditLog = new AuditLog(auditThread?.write ?? writeAuditRows(db), log, systemClock);
   const keys = await KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(auditLog), log);
   const stopKeys = keys.start();
   const hasher = new SecretHasher(config.argon2, config.argon2Limits);
   const records = clientRecords(db, config, systemClock);
-  const limits = new Limits(config.limits, systemClock, auditLog);
+  const clientChanged = clientChangeAnnouncer(config.databaseUrl, db, (id) => records.invalidate(id), log);
+  const limits = serverLimits(config, db, systemClock, auditLog, log);
+  const stopLimitPruning = limits.startPruning();
+  const stopListening = await listen(config.databaseUrl, { ...clientChangeHandlers(records), ...limits.handlers() }, () => records.clear(), log);
   const stopRefusals = limits.refusals.start(10_000, (err) => log.error({ err }, 'limit summary not audited'));
   if (config.bootstrapAdmin) {
     const settingLimits = { maxAccessTokenTtl: config.accessTokenMaxTtl };
-    const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits: settingLimits, auditLog, actor: 'bootstrap', clientChanged: (id) => records.invalidate(id) }, config.issuer);
+    const admin = await bootstrapAdmin({ db, hasher, clock: systemClock, limits: settingLimits, auditLog, actor: 'bootstrap', clientChanged }, config.issuer);
     if (admin) printBootstrapAdmin(admin.client.clientId, admin.clientSecret, config.issuer);
   }
 
   const stopPruner = startRevocationPruner(db, systemClock, config.clockLeeway, log);
+  // AUDIT_RETENTION_DAYS > 0: audit rows older than that are deleted now and hourly.
+  const stopAuditPruner = startAuditPruner(db, auditLog, systemClock, config.auditRetentionDays, log);
   log.info({ kid: keys.current.active.kid }, 'signing key loaded');
-  const app = createApp(config, { db, records, limits, auditLog, keys, hasher, log, clock: systemClock });
+  const metrics = new Metrics(config);
+  const app = createApp(config, { db, records, clientChanged, limits, auditLog, keys, hasher, log, clock: systemClock, metrics });
+  // METRICS_PORT: /metrics on its own port (same HOST), which operators can keep off the public network.
+  const metricsServer = config.metricsPort === undefined ? undefined : createMetricsApp(metrics, log).listen(config.metricsPort, config.host);
+  if (metricsServer) {
+    metricsServer.headersTimeout = 10_000;
+    metricsServer.requestTimeout = 15_000;
+    metricsServer.once('listening', () => log.info({ host: config.host, port: config.metricsPort }, 'metrics listening'));
+  }
   const server: Server = app.listen(config.port, config.host);
   // Slow or idle clients must not hold sockets open indefinitely.
   server.headersTimeout = 10_000;
@@ -67,9 +84,13 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
     stopPruner();
+    stopLimitPruning();
+    // Scrapes are short and hold nothing: the metrics port simply stops answering.
+    metricsServer?.close();
+    metricsServer?.closeIdleConnections();
     server.close(() => {
-      void Promise.all([stopKeys(), stopRefusals().then(() => auditLog.flush())])
-        .then(() => Promise.all([auditWriter.close(), db.destroy()]))
+      void Promise.all([stopKeys(), stopListening(), Promise.all([stopRefusals(), stopAuditPruner()]).then(() => auditLog.flush())])
+        .then(() => Promise.all([auditThread?.close(), db.destroy()]))
         .then(() => {
           clearTimeout(force);
           log.info('stopped');

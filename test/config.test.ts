@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+
 import { describe, expect, it } from 'vitest';
 
-import { ConfigError, loadConfig } from '../src/config.js';
+import { CONFIG_VARIABLES } from '../src/cli/config-check.js';
+import { ConfigError, dialectOf, loadConfig } from '../src/config.js';
 
 const problemsOf = (env: Record<string, string>): string[] => {
   try {
@@ -18,7 +21,8 @@ describe('loadConfig', () => {
       port: 3000,
       host: '127.0.0.1',
       issuer: 'http://localhost:3000',
-      databasePath: 'data/tessera.db',
+      databaseUrl: 'data/tessera.db',
+      databasePoolSize: 10,
       keysDir: 'keys',
       accessTokenTtl: 3600,
       accessTokenMaxTtl: 86_400,
@@ -33,6 +37,7 @@ describe('loadConfig', () => {
       HOST: '0.0.0.0',
       ISSUER: 'https://auth.example.com/',
       DATABASE_URL: '/var/lib/tessera/tessera.db',
+      DATABASE_POOL_SIZE: '4',
       KEYS_DIR: '/etc/tessera/keys',
       ACCESS_TOKEN_TTL: '600',
       ACCESS_TOKEN_MAX_TTL: '1200',
@@ -44,7 +49,8 @@ describe('loadConfig', () => {
       port: 8443,
       host: '0.0.0.0',
       issuer: 'https://auth.example.com',
-      databasePath: '/var/lib/tessera/tessera.db',
+      databaseUrl: '/var/lib/tessera/tessera.db',
+      databasePoolSize: 4,
       keysDir: '/etc/tessera/keys',
       accessTokenTtl: 600,
       accessTokenMaxTtl: 1200,
@@ -82,8 +88,14 @@ describe('loadConfig', () => {
     expect(problemsOf({ ISSUER: issuer })).toEqual([]);
   });
 
-  it('refuses a database URL until PostgreSQL is supported', () => {
-    expect(problemsOf({ DATABASE_URL: 'postgres://db/tessera' }).join()).toContain('DATABASE_URL');
+  it('accepts a PostgreSQL URL and refuses any other database URL', () => {
+    for (const url of ['postgres://tessera@db/tessera', 'postgresql://db:5432/tessera?options=-c%20search_path%3Dtessera']) {
+      expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
+      expect(dialectOf(url)).toBe('postgres');
+    }
+    expect(dialectOf('/var/lib/tessera/tessera.db')).toBe('sqlite');
+    expect(problemsOf({ DATABASE_URL: 'mysql://db/tessera' }).join()).toContain('DATABASE_URL must be a SQLite file path');
+    expect(problemsOf({ DATABASE_URL: 'postgres://[bad' }).join()).toContain('DATABASE_URL is not a valid');
   });
 
   it.each([':memory:', 'file::memory:?cache=shared'])('refuses an in-memory database, which would lose clients and audit rows: %s', (url) => {
@@ -96,5 +108,20 @@ describe('keyPolicy', () => {
     const { keyPolicy } = await import('../src/keys/key-manager.js');
     const config = loadConfig({ ACCESS_TOKEN_MAX_TTL: '7200', CLOCK_LEEWAY: '10', KEY_RELOAD_INTERVAL: '60' });
     expect(keyPolicy(config, { now: () => 0 }).retention).toBe(7270);
+  });
+});
+
+describe('the README configuration table', () => {
+  it('documents every variable `tessera config check` knows, and nothing else', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('\n## Configuration'), readme.indexOf('\n## ', readme.indexOf('\n## Configuration') + 1));
+    // First column of each table row; a row may name several variables ("`A` / `B`").
+    const documented = new Set(
+      section
+        .split('\n')
+        .filter((line) => line.startsWith('| `'))
+        .flatMap((line) => [...line.split('|')[1]!.matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((m) => m[1]!)),
+    );
+    expect([...documented].sort()).toEqual(CONFIG_VARIABLES.map(([name]) => name).sort());
   });
 });

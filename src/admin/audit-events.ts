@@ -29,13 +29,44 @@ export function presentAuditEvent(row: AuditEventRow) {
   };
 }
 
-// RFC 3339 date-time with a zone, as the query filters accept it.
-const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/i;
+// RFC 3339 §5.6 date-time: full-date "T" full-time, the zone "Z" or ±hh:mm; "T" and "Z" may be
+// lower case (§5.6 NOTE). The ranges of the fields are checked by parseDateTime, not here.
+const DATE_TIME = /^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))$/i;
+
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function daysInMonth(year: number, month: number): number {
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!;
+}
+
+/**
+ * Epoch milliseconds of an RFC 3339 date-time, or undefined if `raw` is not one. Strict where
+ * Date.parse is lenient: an impossible date or time (February 30, month 13, hour 24, minute 60, an
+ * offset of +24:00) is refused instead of rolling over into the next day or month. A leap second
+ * (second 60) is accepted only at 23:59 UTC (§5.7), and, POSIX time having none, counts as the
+ * start of the next second. Digits of a fraction beyond milliseconds are dropped.
+ */
+export function parseDateTime(raw: string): number | undefined {
+  const m = DATE_TIME.exec(raw);
+  if (!m) return undefined;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const [offsetHours, offsetMinutes] = [Number(m[9] ?? 0), Number(m[10] ?? 0)];
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth(year, month)) return undefined;
+  if (hour > 23 || minute > 59 || second > 60 || offsetHours > 23 || offsetMinutes > 59) return undefined;
+  const offset = (m[8] === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutes);
+  if (second === 60 && (((hour * 60 + minute - offset) % 1440) + 1440) % 1440 !== 23 * 60 + 59) return undefined;
+  const at = new Date(0);
+  // setUTCFullYear, unlike Date.UTC, takes years 0-99 as they are (not as 1900-1999).
+  at.setUTCFullYear(year, month - 1, day);
+  at.setUTCHours(hour, minute, second, Number((m[7] ?? '').slice(0, 3).padEnd(3, '0')));
+  return at.getTime() - offset * 60_000;
+}
 
 function time(field: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
-  const ms = RFC3339.test(raw) ? Date.parse(raw) : NaN;
-  if (Number.isNaN(ms)) throw AdminError.invalid(field, `${field} must be an RFC 3339 date-time, e.g. 2026-11-23T20:00:00Z`);
+  const ms = parseDateTime(raw);
+  if (ms === undefined) throw AdminError.invalid(field, `${field} must be an RFC 3339 date-time, e.g. 2026-11-23T20:00:00Z`);
   return ms;
 }
 

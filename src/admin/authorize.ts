@@ -7,6 +7,7 @@ import type { Context, Middleware } from 'koa';
 
 import type { Client } from '../clients/client.js';
 import type { TokenInspector } from '../introspection/inspect-token.js';
+import { authenticatedAs } from '../http/request-context.js';
 
 export const ADMIN_READ = 'admin:read';
 export const ADMIN_WRITE = 'admin:write';
@@ -46,6 +47,7 @@ export function authorizeAdmin(inspect: TokenInspector, issuer: string, findClie
     if (!client.scopes.includes(scope)) return deny(403, 'insufficient_scope', `this request requires the ${scope} scope`);
 
     (ctx.state as { adminClientId?: string }).adminClientId = inspection.claims.client_id;
+    authenticatedAs(ctx, inspection.claims.client_id);
     await next();
   };
 }

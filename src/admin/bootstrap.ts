@@ -4,6 +4,7 @@
  * it once on the console; it is never logged or stored in plaintext.
  */
 import { createClient, type ClientServiceDeps, type CreatedClient } from '../clients/client.service.js';
+import { exclusively } from '../db/database.js';
 import { ADMIN_READ, ADMIN_WRITE, adminAudience } from './authorize.js';
 
 /** Settings that make a client an admin client; the CLI's --admin uses the same. */
@@ -11,7 +12,12 @@ export function adminClientSettings(issuer: string) {
   return { audience: [adminAudience(issuer)], scope: `${ADMIN_READ} ${ADMIN_WRITE}` };
 }
 
-export async function bootstrapAdmin(deps: ClientServiceDeps, issuer: string): Promise<CreatedClient | undefined> {
+/** Instances starting together on one empty PostgreSQL database create one admin between them. */
+export function bootstrapAdmin(deps: ClientServiceDeps, issuer: string): Promise<CreatedClient | undefined> {
+  return exclusively(deps.db, () => bootstrapOnce(deps, issuer));
+}
+
+async function bootstrapOnce(deps: ClientServiceDeps, issuer: string): Promise<CreatedClient | undefined> {
   const everCreated = await deps.db
     .selectFrom('audit_events')
     .select('id')

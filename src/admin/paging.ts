@@ -22,7 +22,7 @@ export function parseLimit(raw: string | undefined): number {
 export function decodeCursor(raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
   const key = Buffer.from(raw, 'base64url').toString('utf8');
-  if (key === '' || Buffer.from(key, 'utf8').toString('base64url') !== raw) throw AdminError.invalid('cursor', 'cursor is not one this API returned');
+  if (key === '' || key.includes('\0') || Buffer.from(key, 'utf8').toString('base64url') !== raw) throw AdminError.invalid('cursor', 'cursor is not one this API returned');
   return key;
 }
 
@@ -40,5 +40,7 @@ export function page<T>(rows: T[], limit: number, keyOf: (row: T) => string, pre
 export function queryValue(query: Record<string, string | string[] | undefined>, name: string): string | undefined {
   const value = query[name];
   if (Array.isArray(value)) throw AdminError.invalid(name, `${name} must not be repeated`);
+  // No stored value holds a NUL, and PostgreSQL refuses one in a query parameter.
+  if (value?.includes('\0')) throw AdminError.invalid(name, `${name} must not contain NUL`);
   return value;
 }

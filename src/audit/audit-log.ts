@@ -87,6 +87,7 @@ const MAX_BATCH = 500;
 export class AuditLog {
   #queue: Pending[] = [];
   #writer: Promise<void> | undefined;
+  readonly #commitListeners: ((seconds: number, ok: boolean) => void)[] = [];
 
   constructor(
     private readonly commit: AuditWriter,
@@ -113,18 +114,31 @@ export class AuditLog {
     return this.#queue.length;
   }
 
+  /** Called after each group commit with its duration and whether it succeeded (metrics). */
+  onCommit(listener: (seconds: number, ok: boolean) => void): void {
+    this.#commitListeners.push(listener);
+  }
+
+  #committed(started: number, ok: boolean): void {
+    const seconds = (performance.now() - started) / 1000;
+    for (const listener of this.#commitListeners) listener(seconds, ok);
+  }
+
   async #write(): Promise<void> {
     // Let the requests being handled in this turn of the event loop join the first batch.
     await new Promise<void>((resolve) => setImmediate(resolve));
     try {
       while (this.#queue.length > 0) {
         const batch = this.#queue.splice(0, MAX_BATCH);
+        const started = performance.now();
         try {
           await this.commit(batch.map((p) => p.row));
         } catch (err) {
+          this.#committed(started, false);
           for (const pending of batch) pending.reject(err);
           continue;
         }
+        this.#committed(started, true);
         for (const { row, resolve } of batch) {
           this.log.info({ audit: row }, row.type);
           resolve();

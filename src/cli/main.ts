@@ -3,14 +3,17 @@
  * server need not run) and applies pending migrations first. With --json, stdout carries exactly
  * one JSON value; messages and errors go to stderr.
  */
+import type { Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 import { adminClientSettings } from '../admin/bootstrap.js';
-import { presentAuditEvent } from '../admin/audit-events.js';
+import { parseDateTime, presentAuditEvent } from '../admin/audit-events.js';
 import { presentKey } from '../admin/tokens-and-keys.js';
 import { adminAudience } from '../admin/authorize.js';
 import { listAuditEvents } from '../audit/audit-event.repository.js';
+import { auditEventPages } from '../audit/audit-export.js';
 import { AuditLog } from '../audit/audit-log.js';
+import { pruneAuditEvents } from '../audit/audit-retention.js';
 import { writeAuditRows } from '../audit/audit-writer.js';
 import { presentClient } from '../clients/client.js';
 import { InvalidSettingError } from '../clients/client-settings.js';
@@ -30,11 +33,13 @@ import {
 import { SecretHasher } from '../clients/secret.js';
 import { systemClock } from '../clock.js';
 import { ConfigError, loadConfig } from '../config.js';
+import { clientChangeAnnouncer } from '../clients/client-changes.js';
 import { openDatabase, type Db } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
 import { KeyManager, auditKeyEvents, keyPolicy } from '../keys/key-manager.js';
 import { KeystoreError } from '../keys/keystore.js';
 import { createLogger } from '../log.js';
+import { effectiveSettings, formatSettings } from './config-check.js';
 
 export interface CliIo {
   readonly stdout: { write(text: string): unknown };
@@ -72,10 +77,16 @@ commands:
   keys revoke <kid>                        emergency: out of the JWKS, its tokens inactive, a replacement signs
   audit tail [--limit <n>] [--client-id <id>] [--type <type>]
                                            the latest audit events, oldest first (default 20)
+  audit export --since <date-time> [--until <date-time>] [--format jsonl]
+                                           every audit event from --since (inclusive) to --until (exclusive),
+                                           oldest first, one JSON object per line; RFC 3339 times, e.g. 2026-11-23T20:00:00Z
+  audit prune [--older-than-days <n>]      delete audit events older than n days now (default: AUDIT_RETENTION_DAYS)
+  config check                             validate the environment as the server does; show every setting
+                                           and where it came from (credentials masked); opens no database or key
 
-every command takes --json: one JSON value on stdout.
+every command but audit export takes --json: one JSON value on stdout.
 an id or kid that begins with "-" goes after "--", e.g. tessera keys revoke -- -g9_yLw…
-environment: DATABASE_URL, ACCESS_TOKEN_TTL, ACCESS_TOKEN_MAX_TTL, ARGON2_* (see README).
+environment: DATABASE_URL, ACCESS_TOKEN_TTL, ACCESS_TOKEN_MAX_TTL, ARGON2_*, AUDIT_RETENTION_DAYS (see README).
 `;
 
 class UsageError extends Error {}
@@ -101,6 +112,10 @@ const OPTIONS = {
   'client-id': { type: 'string' },
   type: { type: 'string' },
   'previous-expires-in': { type: 'string' },
+  'older-than-days': { type: 'string' },
+  since: { type: 'string' },
+  until: { type: 'string' },
+  format: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -122,10 +137,15 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       io.stdout.write(USAGE);
       return values.help ? 0 : 2;
     }
+    // Before anything opens the database: checking the configuration needs none.
+    if (group === 'config') {
+      if (action !== 'check') throw new UsageError(`unknown command "${[group, action].filter(Boolean).join(' ')}"`);
+      return configCheck(env, values, io);
+    }
 
     const config = loadConfig(env);
     issuer = config.issuer;
-    db = openDatabase(config.databasePath);
+    db = openDatabase(config.databaseUrl, { poolSize: 1 });
     const applied = await migrateToLatest(db);
     const deps: ClientServiceDeps = {
       db,
@@ -135,8 +155,8 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       // The audit rows are what matters here; their log-line mirror would only clutter the terminal.
       auditLog: new AuditLog(writeAuditRows(db), createLogger('silent'), systemClock),
       actor: 'cli',
-      // A running server sees the change within its CLIENT_CACHE_TTL.
-      clientChanged: () => {},
+      // Servers on PostgreSQL hear of the change at once, on SQLite within their CLIENT_CACHE_TTL.
+      clientChanged: clientChangeAnnouncer(config.databaseUrl, db, () => {}, createLogger('silent')),
     };
     const openKeys = () => KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(deps.auditLog));
     const out = (json: unknown, text: string) => io.stdout.write(values.json ? `${JSON.stringify(json, null, 2)}\n` : text);
@@ -183,6 +203,22 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
         const rows = await listAuditEvents(db, { limit, clientId: values['client-id'], type: values.type });
         const events = rows.reverse().map(presentAuditEvent);
         out(events, events.map((e) => `${e.occurred_at} ${e.type} ${e.outcome} ${e.client_id ?? '-'}${e.reason ? ` (${e.reason})` : ''}\n`).join(''));
+        return 0;
+      }
+      case 'audit export':
+        return await exportCommand(db, values, io);
+      case 'audit prune': {
+        const days = wholeNumber('older-than-days', values['older-than-days']) ?? config.auditRetentionDays;
+        if (days < 1 || days > 36_500) {
+          throw new UsageError(
+            values['older-than-days'] === undefined
+              ? 'audit prune needs --older-than-days <n> or AUDIT_RETENTION_DAYS of at least 1 (AUDIT_RETENTION_DAYS is 0: keep every event)'
+              : '--older-than-days must be a whole number from 1 to 36500',
+          );
+        }
+        const { deleted, cutoff } = await pruneAuditEvents(db, deps.auditLog, systemClock, { olderThanDays: days, actor: 'cli' });
+        const before = new Date(cutoff).toISOString();
+        out({ deleted, cutoff: before, older_than_days: days }, `deleted ${deleted} audit event${deleted === 1 ? '' : 's'} older than ${before}\n`);
         return 0;
       }
       case 'clients list': {
@@ -247,6 +283,80 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
   } finally {
     await db?.destroy();
   }
+}
+
+function configCheck(env: NodeJS.ProcessEnv, values: Values, io: CliIo): number {
+  try {
+    const settings = effectiveSettings(loadConfig(env), env);
+    io.stdout.write(values.json ? `${JSON.stringify({ valid: true, settings }, null, 2)}\n` : `configuration is valid\n${formatSettings(settings)}`);
+    return 0;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    // The problems are the check's answer: on stdout as JSON for machines, on stderr as always.
+    if (values.json) io.stdout.write(`${JSON.stringify({ valid: false, problems: err.problems }, null, 2)}\n`);
+    io.stderr.write(`tessera: ${err.message}\n`);
+    return 1;
+  }
+}
+
+function dateTime(flag: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const ms = parseDateTime(raw);
+  if (ms === undefined) throw new UsageError(`--${flag} must be an RFC 3339 date-time, e.g. 2026-11-23T20:00:00Z, got ${JSON.stringify(raw)}`);
+  return ms;
+}
+
+/**
+ * Writes audit events as JSON lines, a page at a time, waiting whenever stdout's buffer is full, so
+ * memory stays flat however many rows there are. If stdout fails (a closed pipe), stops.
+ */
+async function exportCommand(db: Db, values: Values, io: CliIo): Promise<number> {
+  if (values.json) throw new UsageError('audit export writes JSON lines (--format jsonl); --json does not apply');
+  const format = values.format ?? 'jsonl';
+  if (format !== 'jsonl') throw new UsageError(`--format must be jsonl (the only export format), got ${JSON.stringify(format)}`);
+  const since = dateTime('since', values.since);
+  if (since === undefined) throw new UsageError('audit export needs --since <date-time>, e.g. --since 2026-11-01T00:00:00Z');
+  const until = dateTime('until', values.until);
+  if (until !== undefined && until <= since) throw new UsageError('--until must be later than --since');
+
+  const stream = typeof (io.stdout as Partial<Writable>).once === 'function' ? (io.stdout as Writable) : undefined;
+  let failed: Error | undefined;
+  const onError = (err: Error) => {
+    failed ??= err;
+  };
+  stream?.on('error', onError);
+  let exported = 0;
+  try {
+    for await (const rows of auditEventPages(db, { since, until })) {
+      if (failed) break;
+      const written = io.stdout.write(rows.map((row) => `${JSON.stringify(presentAuditEvent(row))}\n`).join(''));
+      exported += rows.length;
+      if (written === false && stream) await drained(stream);
+    }
+  } finally {
+    stream?.off('error', onError);
+  }
+  if (failed) {
+    io.stderr.write(`tessera: export stopped after ${exported} events: ${failed.message}\n`);
+    return 1;
+  }
+  io.stderr.write(`exported ${exported} audit event${exported === 1 ? '' : 's'}\n`);
+  return 0;
+}
+
+/** Resolves when `stream` can take more, or has failed or closed (the caller checks which). */
+function drained(stream: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('error', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('error', done);
+    stream.on('close', done);
+  });
 }
 
 function required(value: string | undefined, name: string): string {

@@ -2,8 +2,9 @@
  * Client records, cached: a client's row and the secret rows presented for it, kept for a short
  * TTL so that a token or introspection request for a known client usually makes no query.
  *
- * A change made through the client service in this process invalidates the client at once; a
- * change made elsewhere (the CLI, another instance on the same database) applies within the TTL.
+ * A change made through the client service invalidates the client at once in this process and, on
+ * PostgreSQL, in every instance (client-changes.ts); a change another process makes to a SQLite
+ * file (the CLI) applies within the TTL, which is also the backstop for a lost notification.
  * Unknown clients and unknown secret ids are never cached, so an attacker cannot fill the cache,
  * and the number of clients kept is bounded (the least recently used goes first).
  */
@@ -52,6 +53,7 @@ export class ClientRecords {
     if (!entry) return undefined;
     const cached = entry.secrets.get(secretId);
     if (cached) return cached;
+    if (secretId.includes('\0')) return undefined;
     const generation = this.#generation;
     const secret = await findSecret(this.db, clientId, secretId);
     if (secret && generation === this.#generation) entry.secrets.set(secretId, secret);
@@ -64,11 +66,19 @@ export class ClientRecords {
     this.#entries.delete(clientId);
   }
 
+  /** Forgets every client: after notifications may have been missed. */
+  clear(): void {
+    this.#generation += 1;
+    this.#entries.clear();
+  }
+
   get size(): number {
     return this.#entries.size;
   }
 
   async #entry(clientId: string): Promise<Entry | undefined> {
+    // No client id holds a NUL (PostgreSQL text cannot), so there is nothing to look up.
+    if (clientId.includes('\0')) return undefined;
     const now = this.options.clock.now();
     const hit = this.#entries.get(clientId);
     if (hit && hit.expiresAt > now) {

@@ -18,8 +18,8 @@ export interface ClientServiceDeps {
   readonly auditLog: AuditLog;
   /** Who acts, for the audit log: `cli`, or the admin client's id. */
   readonly actor: string;
-  /** Called after every change to a client or its secrets: the server drops its cached record. */
-  readonly clientChanged: (clientId: string) => void;
+  /** Called after every committed change to a client or its secrets: caches drop the client (client-changes.ts). */
+  readonly clientChanged: (clientId: string) => void | Promise<void>;
 }
 
 export interface CreatedClient {
@@ -87,15 +87,19 @@ export async function rotateSecret(deps: ClientServiceDeps, clientId: string, pr
 }
 
 /** After an operator's change to a client: caches forget it at once, and one audit row. */
-function recordChange(deps: ClientServiceDeps, type: string, clientId: string, details: Record<string, unknown> = {}): Promise<void> {
-  deps.clientChanged(clientId);
+async function recordChange(deps: ClientServiceDeps, type: string, clientId: string, details: Record<string, unknown> = {}): Promise<void> {
+  await deps.clientChanged(clientId);
   return deps.auditLog.record(auditEvent({ type, outcome: 'success', client_id: clientId, details: { actor: deps.actor, ...details } }));
 }
 
+/**
+ * A transaction even for one statement: write transactions run one at a time (db/database.ts), so
+ * this cannot land between the read and the write of a concurrent updateClientSettings, which
+ * would then write the old value back (re-enabling a client just disabled, say).
+ */
 async function updateOrThrow(deps: ClientServiceDeps, clientId: string, update: Parameters<typeof updateClient>[2]): Promise<void> {
-  if (!(await updateClient(deps.db, clientId, { ...update, updated_at: epochSeconds(deps.clock) }))) {
-    throw new UnknownClientError(`no client ${clientId}`);
-  }
+  const updated = await deps.db.transaction().execute((trx) => updateClient(trx, clientId, { ...update, updated_at: epochSeconds(deps.clock) }));
+  if (!updated) throw new UnknownClientError(`no client ${clientId}`);
 }
 
 /** A disabled client can neither get tokens nor authenticate, and its outstanding tokens are inactive. */
@@ -114,7 +118,8 @@ export async function revokeClientTokens(deps: ClientServiceDeps, clientId: stri
 
 /** Deletes the client and its secrets; its outstanding tokens become inactive. */
 export async function deleteClient(deps: ClientServiceDeps, clientId: string): Promise<void> {
-  if (!(await deleteClientRow(deps.db, clientId))) throw new UnknownClientError(`no client ${clientId}`);
+  // In a transaction, so it runs between other writes, not inside one (updateOrThrow says why).
+  if (!(await deps.db.transaction().execute((trx) => deleteClientRow(trx, clientId)))) throw new UnknownClientError(`no client ${clientId}`);
   await recordChange(deps, 'client.deleted', clientId);
 }
 
@@ -157,9 +162,12 @@ export async function updateClientSettings(
 /** Revokes one secret at once; resolves to false when the client has no such secret. */
 export async function revokeSecret(deps: ClientServiceDeps, clientId: string, secretId: string): Promise<boolean> {
   const now = epochSeconds(deps.clock);
-  const secret = await findSecret(deps.db, clientId, secretId);
-  if (!secret) return false;
-  if (secret.expires_at === null || Number(secret.expires_at) > now) await expireSecret(deps.db, secretId, now);
+  const found = await deps.db.transaction().execute(async (trx) => {
+    const secret = await findSecret(trx, clientId, secretId);
+    if (secret && (secret.expires_at === null || Number(secret.expires_at) > now)) await expireSecret(trx, secretId, now);
+    return secret !== undefined;
+  });
+  if (!found) return false;
   await recordChange(deps, 'client.secret_revoked', clientId, { secret_id: secretId });
   return true;
 }

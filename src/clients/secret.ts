@@ -77,4 +77,9 @@ export class SecretHasher {
   get queued(): number {
     return this.#pool.queued;
   }
+
+  /** argon2 work running now. */
+  get inFlight(): number {
+    return this.#pool.active;
+  }
 }

@@ -29,6 +29,8 @@ export interface VerifiedCredentialOptions {
 export class VerifiedCredentialCache {
   readonly #key = randomBytes(32);
   readonly #entries = new Map<string, Entry>();
+  #hits = 0;
+  #misses = 0;
 
   constructor(private readonly options: VerifiedCredentialOptions) {}
 
@@ -38,6 +40,13 @@ export class VerifiedCredentialCache {
 
   /** True when this exact secret was verified against this exact hash within the TTL. */
   has(secretId: string, hash: string, presented: string): boolean {
+    const found = this.#lookup(secretId, hash, presented);
+    if (found) this.#hits += 1;
+    else this.#misses += 1;
+    return found;
+  }
+
+  #lookup(secretId: string, hash: string, presented: string): boolean {
     const entry = this.#entries.get(secretId);
     if (!entry) return false;
     if (entry.hash !== hash || entry.expiresAt <= this.options.clock.now()) {
@@ -63,5 +72,14 @@ export class VerifiedCredentialCache {
 
   get size(): number {
     return this.#entries.size;
+  }
+
+  /** Lookups answered from the cache, and lookups that were not (metrics). */
+  get hits(): number {
+    return this.#hits;
+  }
+
+  get misses(): number {
+    return this.#misses;
   }
 }

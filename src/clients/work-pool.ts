@@ -34,6 +34,11 @@ export class WorkPool {
     }
   }
 
+  /** Work running now. */
+  get active(): number {
+    return this.#active;
+  }
+
   /** Work waiting for a slot (the argon2 queue depth). */
   get queued(): number {
     return this.#waiting.length;

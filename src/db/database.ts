@@ -1,28 +1,54 @@
 /**
- * The database handle. SQLite (better-sqlite3) is the embedded default; every query goes through
- * kysely, so business logic never knows which dialect it talks to.
+ * The database handle. SQLite (better-sqlite3) is the embedded default, PostgreSQL (pg) the choice
+ * for several instances; every query goes through kysely, so business logic never knows which
+ * dialect it talks to. Both run every write transaction one at a time, as SQLite must anyway: the
+ * services can then read, check and write in one transaction without races on either dialect.
  */
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import SQLite from 'better-sqlite3';
-import { CompiledQuery, Kysely, SqliteDialect, SqliteDriver, type DatabaseConnection, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
+import {
+  CompiledQuery,
+  Kysely,
+  PostgresAdapter,
+  PostgresDialect,
+  PostgresDriver,
+  SqliteDialect,
+  SqliteDriver,
+  type DatabaseConnection,
+  type PostgresDialectConfig,
+  type SqliteDatabase,
+  type SqliteDialectConfig,
+  type TransactionSettings,
+  sql,
+} from 'kysely';
+import pg from 'pg';
+
+import { dialectOf } from '../config.js';
 
 import type { AuditEventTable } from '../audit/audit-event.table.js';
 import type { ClientSecretTable, ClientTable } from '../clients/client.table.js';
 import type { RevokedTokenTable } from '../introspection/revoked-token.table.js';
+import type { LimitFailureTable, TokenBucketTable } from '../limits/limit.table.js';
 
 export interface Database {
   clients: ClientTable;
   client_secrets: ClientSecretTable;
   audit_events: AuditEventTable;
   revoked_tokens: RevokedTokenTable;
+  limit_failures: LimitFailureTable;
+  token_buckets: TokenBucketTable;
 }
 
 export type Db = Kysely<Database>;
 
-/** Opens (creating if needed) the SQLite database at `path`. `:memory:` is accepted for tests. */
-export function openDatabase(path: string): Db {
+/** Opens the database DATABASE_URL names: a SQLite file (created if needed; `:memory:` for tests) or PostgreSQL. */
+export function openDatabase(url: string, options: { poolSize?: number } = {}): Db {
+  return dialectOf(url) === 'postgres' ? openPostgres(url, options.poolSize ?? 10) : openSqlite(url);
+}
+
+function openSqlite(path: string): Db {
   if (path !== ':memory:') {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     // The file holds secret hashes and the audit log: owner-only from its first byte, whatever the
@@ -82,6 +108,63 @@ class ImmediateTransactions extends SqliteDialect {
     return new (class extends SqliteDriver {
       override async beginTransaction(connection: DatabaseConnection): Promise<void> {
         await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+      }
+    })(this.config);
+  }
+}
+
+// Epoch seconds and counts arrive as int8, which pg returns as strings; every such value here fits
+// a double exactly, and the SQLite dialect already returns numbers.
+const pgTypes = new pg.TypeOverrides();
+pgTypes.setTypeParser(pg.types.builtins.INT8, Number);
+
+function openPostgres(url: string, poolSize: number): Db {
+  // A bounded wait for a connection: a request fails (500) rather than hang behind a stalled database.
+  const pool = new pg.Pool({ connectionString: url, max: poolSize, types: pgTypes, connectionTimeoutMillis: 10_000 });
+  // An idle client losing its server connection must not crash the process: the pool drops it.
+  pool.on('error', () => {});
+  return new Kysely<Database>({ dialect: new SerialPostgresTransactions({ pool }) });
+}
+
+/** The advisory lock every write transaction takes (an arbitrary constant: "tessera" in ASCII). */
+const WRITE_LOCK = 0x74657373657261n;
+/** The lock `exclusively` holds; another constant, so it can be held around write transactions. */
+const EXCLUSIVE_LOCK = WRITE_LOCK + 1n;
+
+/**
+ * Runs `work` while no other instance runs `exclusively` on the same database: for steps longer
+ * than one transaction, such as creating the first admin (argon2 hashing, then insert, then audit).
+ * On SQLite there is one server per file and `work` simply runs.
+ */
+export async function exclusively<T>(db: Db, work: () => Promise<T>): Promise<T> {
+  if (!(db.getExecutor().adapter instanceof PostgresAdapter)) return work();
+  return db.connection().execute(async (session) => {
+    await sql`select pg_advisory_lock(${sql.lit(EXCLUSIVE_LOCK)})`.execute(session);
+    try {
+      return await work();
+    } finally {
+      await sql`select pg_advisory_unlock(${sql.lit(EXCLUSIVE_LOCK)})`.execute(session);
+    }
+  });
+}
+
+/**
+ * Every transaction takes one transaction-scoped advisory lock after BEGIN, so write transactions
+ * across all instances run one at a time, like SQLite's BEGIN IMMEDIATE below: a service that reads,
+ * checks and writes (rotate a secret, apply an If-Match update, bootstrap the first admin) needs no
+ * row locks or serialization retries. Writes are rare (operator actions); the token path's own
+ * writes (audit rows, revocations, last use) are single statements outside transactions.
+ */
+class SerialPostgresTransactions extends PostgresDialect {
+  constructor(private readonly config: PostgresDialectConfig) {
+    super(config);
+  }
+
+  override createDriver(): PostgresDriver {
+    return new (class extends PostgresDriver {
+      override async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
+        await super.beginTransaction(connection, settings);
+        await connection.executeQuery(CompiledQuery.raw(`select pg_advisory_xact_lock(${WRITE_LOCK})`));
       }
     })(this.config);
   }

@@ -17,7 +17,16 @@ export function requestIdOf(ctx: Context): string | null {
   return id ?? null;
 }
 
-export function requestContext(log: Logger): Middleware {
+/**
+ * Names the client a request authenticated as, for its access-log line. Only a proven client_id
+ * is logged: a presented one may be anything, a secret pasted into the wrong field included.
+ */
+export function authenticatedAs(ctx: Context, clientId: string): void {
+  (ctx.state as { clientId?: string }).clientId = clientId;
+}
+
+/** `quiet`: paths whose access lines are logged at debug level only (health probes). */
+export function requestContext(log: Logger, quiet: readonly string[] = []): Middleware {
   return async function requestContext(ctx, next) {
     const started = performance.now();
     // A well-formed id from a proxy is kept so one request can be followed across hops.
@@ -36,8 +45,16 @@ export function requestContext(log: Logger): Middleware {
       ctx.body = { ...SERVER_ERROR };
     }
 
-    log.info(
-      { request_id: requestId, method: ctx.method, route: scrub(ctx.path), status: ctx.status, latency_ms: Math.round((performance.now() - started) * 10) / 10 },
+    const level = quiet.includes(ctx.path) ? 'debug' : 'info';
+    log[level](
+      {
+        request_id: requestId,
+        method: ctx.method,
+        route: scrub(ctx.path),
+        status: ctx.status,
+        latency_ms: Math.round((performance.now() - started) * 10) / 10,
+        client_id: (ctx.state as { clientId?: string }).clientId ?? null,
+      },
       'request',
     );
   };

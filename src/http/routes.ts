@@ -50,13 +50,15 @@ export function routes(table: RouteTable): Middleware {
         route.methods.forEach((_, method) => allowed.add(method));
         continue;
       }
+      let params: Record<string, string>;
       try {
-        (ctx.state as { params?: Record<string, string> }).params = Object.fromEntries(
-          route.names.map((name, i) => [name, decodeURIComponent(match[i + 1]!)]),
-        );
+        params = Object.fromEntries(route.names.map((name, i) => [name, decodeURIComponent(match[i + 1]!)]));
       } catch {
         break; // a malformed escape names nothing we serve
       }
+      // Nor does a NUL: no id holds one, and PostgreSQL refuses it in a query parameter.
+      if (Object.values(params).some((value) => value.includes('\0'))) break;
+      (ctx.state as { params?: Record<string, string> }).params = params;
       await handler(ctx, next);
       return;
     }

@@ -6,6 +6,7 @@
  *   3. inspect-token.ts           verify-token.ts (jose, our keys) + revocation and client standing
  *   4. the answer                 introspect: active claims or {"active": false}; revoke: 200, empty
  *   5. audit                      one row per call, committed before the answer leaves
+ *   6. metrics                    the call counted once by result (ops/metrics.ts)
  */
 import type { Context, Middleware } from 'koa';
 
@@ -15,8 +16,9 @@ import type { Client } from '../clients/client.js';
 import type { Db } from '../db/database.js';
 import { OAuthError, writeOAuthError } from '../http/oauth-error.js';
 import { readForm, type Form } from '../http/read-form.js';
-import { requestIdOf } from '../http/request-context.js';
+import { authenticatedAs, requestIdOf } from '../http/request-context.js';
 import type { Limits } from '../limits/index.js';
+import type { CallOutcome, IntrospectionResult, Metrics, RevocationResult } from '../ops/metrics.js';
 import type { Authenticator } from '../token/authenticate-client.js';
 import { authenticateCaller, basicClientId, mayInspect, readClientCredentials } from './authenticate-caller.js';
 import type { TokenInspector } from './inspect-token.js';
@@ -30,15 +32,17 @@ export interface IntrospectionDeps {
   readonly auditLog: AuditLog;
   readonly clock: Clock;
   readonly issuer: string;
+  readonly metrics: Pick<Metrics, 'introspection' | 'revocation'>;
 }
 
-/** What a handled call reports: the answer's body and the event-specific audit fields. */
-interface Handled {
+/** What a handled call reports: the answer's body, the event-specific audit fields, and its result for metrics. */
+interface Handled<R extends string> {
   readonly body: unknown;
   readonly audit: Pick<AuditEvent, 'jti' | 'audience' | 'reason' | 'token_expires_at'> & { details: Record<string, unknown> };
+  readonly result: R;
 }
 
-type Handler = (caller: Client, form: Form) => Promise<Handled>;
+type Handler<R extends string> = (caller: Client, form: Form) => Promise<Handled<R>>;
 
 function requiredToken(form: Form): string {
   const token = form.get('token');
@@ -46,9 +50,28 @@ function requiredToken(form: Form): string {
   return token;
 }
 
-/** Form, caller authentication, one audit row per call, and RFC 6749 §5.2 errors around a handler. */
-function callerEndpoint(type: string, deps: IntrospectionDeps, handle: Handler): Middleware {
+/**
+ * Form, caller authentication, one audit row per call, and RFC 6749 §5.2 errors around a handler.
+ * Each call is counted once, when its answer is final: a failure that escapes (the audit row not
+ * committed, an internal error) counts as server_error.
+ */
+function callerEndpoint<R extends string>(
+  type: string,
+  deps: IntrospectionDeps,
+  handle: Handler<R>,
+  count: (outcome: CallOutcome<R | 'error' | 'refused'>) => void,
+): Middleware {
   return async function callerEndpoint(ctx: Context) {
+    let outcome: CallOutcome<R | 'error' | 'refused'> = { result: 'error', error: 'server_error' };
+    try {
+      outcome = await answer(ctx);
+    } finally {
+      count(outcome);
+    }
+  };
+
+  async function answer(ctx: Context): Promise<CallOutcome<R | 'error' | 'refused'>> {
+    let outcome: CallOutcome<R | 'error' | 'refused'>;
     const event = auditEvent({ type, outcome: 'failure', remote_addr: scrub(ctx.ip, 64), user_agent: scrub(ctx.get('user-agent')), request_id: requestIdOf(ctx) });
     // Known before the body is read, so even a malformed request is attributed to its caller.
     event.client_id = scrub(basicClientId(ctx.get('authorization')));
@@ -57,24 +80,29 @@ function callerEndpoint(type: string, deps: IntrospectionDeps, handle: Handler):
       const credentials = { ...readClientCredentials(ctx.get('authorization'), form), remoteAddr: ctx.ip };
       event.client_id = scrub(credentials.clientId);
       const caller = await authenticateCaller(deps.authenticate, credentials);
-      const { body, audit } = await handle(caller, form);
+      authenticatedAs(ctx, caller.clientId);
+      const { body, audit, result } = await handle(caller, form);
       Object.assign(event, { outcome: 'success', ...audit, details: JSON.stringify(audit.details) });
       ctx.status = 200;
       ctx.body = body;
+      outcome = { result };
     } catch (err) {
       if (!(err instanceof OAuthError)) throw err;
       Object.assign(event, { error: err.error, reason: err.reason });
       writeOAuthError(ctx, err, deps.issuer);
-      if (err.refusal && !deps.limits.refusals.admit(err.refusal)) return;
+      outcome = { result: err.status === 429 || err.status === 503 ? 'refused' : 'error', error: err.error };
+      if (err.refusal && !deps.limits.refusals.admit(err.refusal)) return outcome;
     }
     // Committed before the answer leaves; if it cannot be, the caller gets server_error instead.
     await deps.auditLog.record(event);
-  };
+    return outcome;
+  }
 }
 
 /** RFC 7662: `{"active": true, …claims}` only for an active token the caller may know about. */
 export function introspectEndpoint(deps: IntrospectionDeps): Middleware {
-  return callerEndpoint('token.introspected', deps, async (caller, form) => {
+  const count = (outcome: CallOutcome<IntrospectionResult>) => deps.metrics.introspection(outcome);
+  return callerEndpoint<'active' | 'inactive'>('token.introspected', deps, async (caller, form) => {
     const inspection = await deps.inspect(requiredToken(form));
     const claims = inspection.claims;
     const permitted = claims !== undefined && mayInspect(caller, claims.aud);
@@ -84,8 +112,9 @@ export function introspectEndpoint(deps: IntrospectionDeps): Middleware {
       body: active ? { active: true, ...claims, token_type: 'Bearer' } : { active: false },
       // Facts about a token the caller may not see stay out of its own audit row too, except the reason.
       audit: { jti: permitted ? claims.jti : null, audience: permitted ? claims.aud : null, token_expires_at: null, reason, details: { active } },
+      result: active ? 'active' : 'inactive',
     };
-  });
+  }, count);
 }
 
 /**
@@ -93,11 +122,16 @@ export function introspectEndpoint(deps: IntrospectionDeps): Middleware {
  * audience, may revoke it. Unknown, invalid, expired or already revoked tokens get the same 200.
  */
 export function revokeEndpoint(deps: IntrospectionDeps): Middleware {
-  return callerEndpoint('token.revoked', deps, async (caller, form) => {
+  const count = (outcome: CallOutcome<RevocationResult>) => deps.metrics.revocation(outcome);
+  return callerEndpoint<'revoked' | 'unchanged'>('token.revoked', deps, async (caller, form) => {
     const inspection = await deps.inspect(requiredToken(form));
     const { claims } = inspection;
     if (!claims) {
-      return { body: '', audit: { jti: null, audience: null, token_expires_at: null, reason: inspection.active ? null : inspection.reason, details: { revoked: false } } };
+      return {
+        body: '',
+        audit: { jti: null, audience: null, token_expires_at: null, reason: inspection.active ? null : inspection.reason, details: { revoked: false } },
+        result: 'unchanged',
+      };
     }
     if (caller.clientId !== claims.client_id && !mayInspect(caller, claims.aud)) {
       throw new OAuthError(400, 'unauthorized_client', 'the client may not revoke this token', 'not_permitted');
@@ -108,6 +142,7 @@ export function revokeEndpoint(deps: IntrospectionDeps): Middleware {
     return {
       body: '',
       audit: { jti: claims.jti, audience: claims.aud, token_expires_at: claims.exp, reason: revoked ? null : 'already_revoked', details: { revoked } },
+      result: revoked ? 'revoked' : 'unchanged',
     };
-  });
+  }, count);
 }

@@ -37,22 +37,43 @@ export class Backoff {
   }
 
   failed(key: string): void {
+    this.#update(key, (entry) => entry.failures + 1);
+  }
+
+  /**
+   * The failures another instance's count says the key has within the window (shared.ts); the
+   * lock follows from the higher of that and this instance's own count. Resolves to the lock's end.
+   */
+  observe(key: string, failures: number): number {
+    return this.#update(key, (entry) => Math.max(entry.failures, failures)).lockedUntilMs;
+  }
+
+  /** A lock-out another instance announced. */
+  lockUntil(key: string, untilMs: number): void {
+    const entry = this.#update(key, (e) => e.failures);
+    entry.lockedUntilMs = Math.max(entry.lockedUntilMs, untilMs);
+  }
+
+  /** Forgets the key; true if it had failures here. */
+  reset(key: string): boolean {
+    return this.#entries.delete(key);
+  }
+
+  #update(key: string, failures: (entry: Entry) => number): Entry {
     const now = this.clock.now();
     const { threshold, windowSeconds, maxSeconds, maxKeys } = this.policy;
     let entry = this.#entries.get(key);
     if (!entry || now - entry.lastFailureMs > windowSeconds * 1000) entry = { failures: 0, lastFailureMs: now, lockedUntilMs: 0 };
-    entry.failures += 1;
-    entry.lastFailureMs = now;
-    if (entry.failures >= threshold) {
+    const before = entry.failures;
+    entry.failures = failures(entry);
+    if (entry.failures > before) entry.lastFailureMs = now;
+    if (entry.failures > before && entry.failures >= threshold) {
       const seconds = Math.min(maxSeconds, 2 ** Math.min(entry.failures - threshold, 30));
-      entry.lockedUntilMs = now + seconds * 1000;
+      entry.lockedUntilMs = Math.max(entry.lockedUntilMs, now + seconds * 1000);
     }
     this.#entries.delete(key);
     this.#entries.set(key, entry);
     while (this.#entries.size > maxKeys) this.#entries.delete(this.#entries.keys().next().value as string);
-  }
-
-  reset(key: string): void {
-    this.#entries.delete(key);
+    return entry;
   }
 }

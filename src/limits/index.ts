@@ -3,18 +3,25 @@
  *   backoff.ts     failed authentications, per client_id and per source address
  *   token-rate.ts  tokens per minute, per client, at the token endpoint
  *   refusals.ts    refused requests in the audit log, aggregated
+ *   shared.ts      on PostgreSQL, the counts shared by every instance
  * A refused request is answered 429 with Retry-After.
  *
  * Trade-off (README "Limits"): anyone can make a client_id fail, so its back-off is short
  * (AUTH_BACKOFF_MAX_CLIENT, 60 s by default) and a caller presenting a secret verified recently
  * is never held by it; the back-off per address, which an attacker cannot spend for someone else,
- * is long. Limits are per process.
+ * is long. On SQLite (one server) the state is in memory; on PostgreSQL it is shared (shared.ts).
  */
+import { createHash } from 'node:crypto';
+
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
-import type { Config } from '../config.js';
+import { dialectOf, type Config } from '../config.js';
+import type { Db } from '../db/database.js';
+import { notify, type Handlers } from '../db/notifications.js';
+import type { Logger } from '../log.js';
 import { Backoff } from './backoff.js';
 import { Refusals, type RefusalKey } from './refusals.js';
+import { SharedLimitState } from './shared.js';
 import { TokenRate } from './token-rate.js';
 
 export class Throttled extends Error {
@@ -29,28 +36,136 @@ export class Throttled extends Error {
 }
 
 const MAX_KEYS = 100_000;
+const LOCK_CHANNEL = 'tessera_limit_locked';
+
+type BackoffKind = 'client' | 'address';
+
+/** Where shared state lives, on PostgreSQL. */
+export interface SharedLimits {
+  readonly state: SharedLimitState;
+  readonly db: Db;
+  readonly log: Logger;
+}
+
+/** The server's limits: in memory on SQLite (one server), shared through the database on PostgreSQL. */
+export function serverLimits(config: Pick<Config, 'limits' | 'databaseUrl'>, db: Db, clock: Clock, auditLog: AuditLog, log: Logger): Limits {
+  const shared = dialectOf(config.databaseUrl) === 'postgres' ? { state: new SharedLimitState(db), db, log } : undefined;
+  return new Limits(config.limits, clock, auditLog, shared);
+}
+
+/**
+ * Back-off keys are digests of what was presented: a client_id may be anything a caller typed, a
+ * secret pasted into the wrong field included, and the shared table and the notifications between
+ * instances must hold neither it nor an unbounded length.
+ */
+const keyOf = (value: string): string => createHash('sha256').update(value).digest('base64url');
 
 export class Limits {
-  readonly byClient: Backoff;
-  readonly byAddress: Backoff;
-  readonly tokenRate: TokenRate;
+  readonly #byClient: Backoff;
+  readonly #byAddress: Backoff;
+  readonly #tokenRate: TokenRate;
   readonly refusals: Refusals;
 
   constructor(
     private readonly config: Config['limits'],
-    clock: Clock,
+    private readonly clock: Clock,
     auditLog: AuditLog,
+    private readonly shared?: SharedLimits,
   ) {
     const window = { windowSeconds: config.authFailureWindow, maxKeys: MAX_KEYS };
-    this.byClient = new Backoff({ ...window, threshold: config.authFailuresPerClient, maxSeconds: config.authBackoffMaxClient }, clock);
-    this.byAddress = new Backoff({ ...window, threshold: config.authFailuresPerAddress, maxSeconds: config.authBackoffMaxAddress }, clock);
-    this.tokenRate = new TokenRate(clock, MAX_KEYS);
+    this.#byClient = new Backoff({ ...window, threshold: config.authFailuresPerClient, maxSeconds: config.authBackoffMaxClient }, clock);
+    this.#byAddress = new Backoff({ ...window, threshold: config.authFailuresPerAddress, maxSeconds: config.authBackoffMaxAddress }, clock);
+    this.#tokenRate = new TokenRate(clock, MAX_KEYS);
     this.refusals = new Refusals(auditLog, clock);
   }
 
+  /** Whole seconds the source address must still wait after failed authentications; 0: none. */
+  addressWait(remoteAddr: string): number {
+    return this.#byAddress.retryAfter(keyOf(remoteAddr));
+  }
+
+  /** The same for a client_id, whoever presents it. */
+  clientWait(clientId: string): number {
+    return this.#byClient.retryAfter(keyOf(clientId));
+  }
+
+  /** A failed guess: it counts towards both back-offs, here and, when shared, everywhere. */
+  authFailed(clientId: string, remoteAddr: string): void {
+    const [client, address] = [keyOf(clientId), keyOf(remoteAddr)];
+    this.#byClient.failed(client);
+    this.#byAddress.failed(address);
+    if (this.shared) {
+      // Off the answer's path: the caller has already paid argon2, and this instance's own count applies at once.
+      void this.#share('client', client);
+      void this.#share('address', address);
+    }
+  }
+
+  /** A successful authentication clears the client_id's failures. */
+  authSucceeded(clientId: string): void {
+    const client = keyOf(clientId);
+    // Only a key this instance saw fail costs a shared write: this runs on every token request.
+    if (this.#byClient.reset(client) && this.shared) {
+      this.shared.state.forget(`client:${client}`).catch((err: unknown) => this.shared!.log.warn({ err }, 'shared limit not reset'));
+    }
+  }
+
   /** Refuses a client whose token rate is spent; `perMinute` null means the server default. */
-  takeToken(clientId: string, perMinute: number | null): void {
-    const wait = this.tokenRate.take(clientId, perMinute ?? this.config.tokenRateLimit);
+  async takeToken(clientId: string, perMinute: number | null): Promise<void> {
+    const limit = perMinute ?? this.config.tokenRateLimit;
+    if (limit <= 0) return;
+    const wait = this.shared ? await this.#sharedTake(clientId, limit) : this.#tokenRate.take(clientId, limit);
     if (wait > 0) throw new Throttled(wait, { kind: 'client_id', value: clientId, reason: 'token_rate_limited' });
+  }
+
+  /** What the notification listener applies: lock-outs announced by other instances. */
+  handlers(): Handlers {
+    return {
+      [LOCK_CHANNEL]: (payload) => {
+        const { kind, key, until } = JSON.parse(payload) as { kind?: unknown; key?: unknown; until?: unknown };
+        if ((kind !== 'client' && kind !== 'address') || typeof key !== 'string' || typeof until !== 'number') throw new Error('not a lock-out');
+        // A lock-out is capped like this instance's own, whoever sent it.
+        const maxMs = (kind === 'client' ? this.config.authBackoffMaxClient : this.config.authBackoffMaxAddress) * 1000;
+        this.#backoff(kind).lockUntil(key, Math.min(until, this.clock.now() + maxMs));
+      },
+    };
+  }
+
+  /** Drops shared failures older than the window, every minute; the returned function stops it. */
+  startPruning(): () => void {
+    const shared = this.shared;
+    if (!shared) return () => {};
+    const windowMs = this.config.authFailureWindow * 1000;
+    const timer = setInterval(() => {
+      shared.state.prune(this.clock.now(), windowMs).catch((err: unknown) => shared.log.warn({ err }, 'pruning shared limits failed'));
+    }, 60_000).unref();
+    return () => clearInterval(timer);
+  }
+
+  #backoff(kind: BackoffKind): Backoff {
+    return kind === 'client' ? this.#byClient : this.#byAddress;
+  }
+
+  async #share(kind: BackoffKind, key: string): Promise<void> {
+    const { state, db, log } = this.shared!;
+    const backoff = this.#backoff(kind);
+    try {
+      const before = backoff.retryAfter(key);
+      const failures = await state.failed(`${kind}:${key}`, this.clock.now(), this.config.authFailureWindow * 1000);
+      const until = backoff.observe(key, failures);
+      if (backoff.retryAfter(key) > before) await notify(db, LOCK_CHANNEL, JSON.stringify({ kind, key, until }), log);
+    } catch (err) {
+      log.warn({ err }, 'failed authentication not shared');
+    }
+  }
+
+  async #sharedTake(clientId: string, perMinute: number): Promise<number> {
+    try {
+      return await this.shared!.state.takeToken(clientId, perMinute, this.clock.now());
+    } catch (err) {
+      // A limiter must not turn a database hiccup into refusals: this instance's own bucket decides.
+      this.shared!.log.warn({ err }, 'shared token rate unavailable');
+      return this.#tokenRate.take(clientId, perMinute);
+    }
   }
 }

@@ -51,13 +51,12 @@ export type Authenticator = (presented: PresentedCredentials) => Promise<AuthOut
 export function createAuthenticator({ db, records, limits, hasher, verified, clock }: AuthenticatorDeps): Authenticator {
   /** A guess that failed: it counts towards both back-offs. */
   const guessFailed = (clientId: string, remoteAddr: string, reason: AuthFailure): AuthOutcome => {
-    limits.byClient.failed(clientId);
-    limits.byAddress.failed(remoteAddr);
+    limits.authFailed(clientId, remoteAddr);
     return { ok: false, reason };
   };
 
   return async function authenticateClient({ clientId, secret, method, remoteAddr }) {
-    const addressWait = limits.byAddress.retryAfter(remoteAddr);
+    const addressWait = limits.addressWait(remoteAddr);
     if (addressWait > 0) throw new Throttled(addressWait, { kind: 'address', value: remoteAddr, reason: 'auth_backoff' });
 
     const client = await records.client(clientId);
@@ -65,7 +64,7 @@ export function createAuthenticator({ db, records, limits, hasher, verified, clo
     const stored = client && secretId !== undefined ? await records.secret(clientId, secretId) : undefined;
     const proven = stored !== undefined && verified.has(stored.id, stored.hash, secret);
     // Anyone can make a client_id fail, so a caller holding a recently verified secret is let through.
-    const clientWait = proven ? 0 : limits.byClient.retryAfter(clientId);
+    const clientWait = proven ? 0 : limits.clientWait(clientId);
     if (clientWait > 0) throw new Throttled(clientWait, { kind: 'client_id', value: clientId, reason: 'auth_backoff' });
 
     if (!client || !stored) {
@@ -95,7 +94,7 @@ export function createAuthenticator({ db, records, limits, hasher, verified, clo
       await touchSecret(db, stored.id, now);
       records.invalidate(clientId);
     }
-    limits.byClient.reset(clientId);
+    limits.authSucceeded(clientId);
     return { ok: true, client };
   };
 }

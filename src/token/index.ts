@@ -9,6 +9,7 @@
  *   3. policy.ts               scope ⊆ allowed, audience allowed, lifetime (the engine's resource-server hooks)
  *   4. sign                    the engine signs an RS256 `at+jwt` with the active key from keys/
  *   5. audit.ts                the row is committed before the response leaves
+ *      ops/metrics.ts          the answer, as sent, is counted once (countTokenRequests)
  */
 import type { Middleware } from 'koa';
 import { Provider, errors, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
@@ -16,8 +17,9 @@ import { Provider, errors, type KoaContextWithOIDC, type ResourceServer } from '
 import type { AuditLog } from '../audit/audit-log.js';
 import { noStore } from '../http/headers.js';
 
-import { requestIdOf } from '../http/request-context.js';
+import { authenticatedAs, requestIdOf } from '../http/request-context.js';
 import type { Logger } from '../log.js';
+import { countTokenRequests, type Metrics } from '../ops/metrics.js';
 import { SIGNING_ALG } from '../keys/keystore.js';
 import { auditTokenRequest } from './audit.js';
 import { Overloaded } from '../clients/work-pool.js';
@@ -82,8 +84,10 @@ export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookD
       const method = ctx.headers.authorization === undefined ? 'client_secret_post' : 'client_secret_basic';
       const outcome = await authenticate({ clientId: this.clientId, secret: presented, method, remoteAddr: ctx.ip });
       if (!outcome.ok) throw new errors.InvalidClientAuth(outcome.reason);
-      rateLimits.takeToken(outcome.client.clientId, outcome.client.tokenRateLimit);
+      // Known before the rate limit may refuse it: the client proved its secret either way.
       tokenState(ctx).client = outcome.client;
+      authenticatedAs(ctx, outcome.client.clientId);
+      await rateLimits.takeToken(outcome.client.clientId, outcome.client.tokenRateLimit);
       return true;
     },
 
@@ -139,11 +143,13 @@ export interface TokenEndpointDeps {
   readonly refusals: Refusals;
   /** CORS for the token endpoint (http/headers.ts tokenCors): strips the engine's, adds ours. */
   readonly cors: Middleware;
+  /** Every answer is counted once, as the caller gets it (ops/metrics.ts). */
+  readonly metrics: Metrics;
   readonly log: Logger;
   readonly issuer: string;
 }
 
 /** POST /oauth/token's middleware, outermost first: each wraps what follows and sees its answer. */
-export function tokenEndpoint({ engine, auditLog, refusals, cors, log, issuer }: TokenEndpointDeps): Middleware[] {
-  return [noStore, cors, auditTokenRequest(auditLog, refusals, log), normalizeErrors(issuer), limitTokenBody, engine];
+export function tokenEndpoint({ engine, auditLog, refusals, cors, metrics, log, issuer }: TokenEndpointDeps): Middleware[] {
+  return [noStore, cors, countTokenRequests(metrics), auditTokenRequest(auditLog, refusals, log), normalizeErrors(issuer), limitTokenBody, engine];
 }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { adminClientSettings } from '../../src/admin/bootstrap.js';
+import { parseDateTime } from '../../src/admin/audit-events.js';
 import { adminRoutes } from '../../src/admin/index.js';
 import { openApiDocument } from '../../src/admin/openapi.js';
 import { setClientEnabled } from '../../src/clients/client.service.js';
@@ -167,6 +168,25 @@ describe('client lifecycle through the API', () => {
 });
 
 describe('validation', () => {
+  // No stored id holds a NUL, and PostgreSQL refuses one in a query: these must not reach the database.
+  it('answers a NUL in an id with 404, and in a query value or cursor with 400', async () => {
+    for (const path of ['/admin/clients/%00', '/admin/clients/a%00b/secrets', '/admin/audit-events/%00']) {
+      const res = await h.request.get(path).set('Authorization', `Bearer ${writer}`);
+      expect(res.status, path).toBe(404);
+    }
+    expect((await h.request.delete('/admin/tokens/%00').set('Authorization', `Bearer ${writer}`)).status).toBe(404);
+    const nulCursor = Buffer.from('a\u0000', 'utf8').toString('base64url');
+    for (const [path, field] of [
+      ['/admin/audit-events?client_id=%00', 'client_id'],
+      ['/admin/audit-events?type=a%00', 'type'],
+      [`/admin/clients?cursor=${nulCursor}`, 'cursor'],
+    ]) {
+      const res = await h.request.get(path!).set('Authorization', `Bearer ${writer}`);
+      expect(res.status, path).toBe(400);
+      expect(res.body, path).toMatchObject({ error: 'invalid_request', field });
+    }
+  });
+
   const invalid: [string, unknown, string][] = [
     ['an unknown field', { client_name: 'x', colour: 'blue' }, 'colour'],
     ['a read-only field', { client_name: 'x', created_at: '2026-01-01T00:00:00Z' }, 'created_at'],
@@ -339,6 +359,68 @@ describe('lists', () => {
 
     const one = await call('GET', `/admin/audit-events/${all.body.items[1].id as string}`, '/admin/audit-events/{id}');
     expect(one.body).toEqual(all.body.items[1]);
+  });
+
+  it.each([
+    ['since', '2026-02-30T00:00:00Z'],
+    ['since', '2026-04-31T00:00:00Z'],
+    ['since', '2026-02-29T00:00:00Z'],
+    ['until', '2100-02-29T00:00:00Z'],
+    ['since', '2026-13-01T00:00:00Z'],
+    ['since', '2026-00-10T00:00:00Z'],
+    ['until', '2026-01-00T00:00:00Z'],
+    ['since', '2026-01-01T24:00:00Z'],
+    ['until', '2026-01-01T23:60:00Z'],
+    ['since', '2026-01-01T12:00:60Z'],
+    ['since', '2026-12-31T23:59:61Z'],
+    ['since', '2026-01-01T00:00:00+24:00'],
+    ['until', '2026-01-01T00:00:00-01:60'],
+    ['since', '2026-01-01T00:00:00'],
+    ['since', '2026-01-01T00:00:00+0100'],
+    ['since', '2026-01-01 00:00:00Z'],
+    ['since', '2026-1-01T00:00:00Z'],
+  ])('rejects the impossible or malformed date-time %s=%s instead of rolling it over', async (field, value) => {
+    const res = await call('GET', `/admin/audit-events?${field}=${encodeURIComponent(value)}`, '/admin/audit-events');
+    expect(res.status).toBe(400);
+    expect(res.body).toEqual({ error: 'invalid_request', error_description: `${field} must be an RFC 3339 date-time, e.g. 2026-11-23T20:00:00Z`, field });
+  });
+
+  it('reads valid date-times exactly: leap days, offsets, fractions, lower case, leap seconds', async () => {
+    const { body } = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'timed', audience: [API] });
+    const id = body.client_id as string;
+    const [event] = (await call('GET', `/admin/audit-events?client_id=${id}`, '/admin/audit-events')).body.items as { id: string; occurred_at: string }[];
+    const at = Date.parse(event!.occurred_at);
+    /** `ms` written in the zone `offset` (minutes east of UTC), as RFC 3339 does. */
+    const inZone = (ms: number, offset: number) => {
+      const zone = offset === 0 ? 'Z' : `${offset < 0 ? '-' : '+'}${String(Math.trunc(Math.abs(offset) / 60)).padStart(2, '0')}:${String(Math.abs(offset) % 60).padStart(2, '0')}`;
+      return new Date(ms + offset * 60_000).toISOString().replace('Z', zone);
+    };
+    const found = async (query: string) =>
+      ((await call('GET', `/admin/audit-events?client_id=${id}&${query}`, '/admin/audit-events')).body.items as { id: string }[]).map((e) => e.id);
+
+    for (const offset of [0, 330, -480, 14 * 60, -(23 * 60 + 59)]) {
+      // since is inclusive, until exclusive: the event's own millisecond is the boundary.
+      expect(await found(`since=${encodeURIComponent(inZone(at, offset))}`), `offset ${offset}`).toEqual([event!.id]);
+      expect(await found(`since=${encodeURIComponent(inZone(at + 1, offset))}`), `offset ${offset}`).toEqual([]);
+      expect(await found(`until=${encodeURIComponent(inZone(at, offset))}`), `offset ${offset}`).toEqual([]);
+      expect(await found(`until=${encodeURIComponent(inZone(at + 1, offset))}`), `offset ${offset}`).toEqual([event!.id]);
+    }
+    // Lower-case "t" and "z", and fraction digits beyond milliseconds.
+    expect(await found(`since=${inZone(at, 0).toLowerCase()}`)).toEqual([event!.id]);
+    expect(await found(`since=${inZone(at, 0).replace('Z', '999999Z')}`)).toEqual([event!.id]);
+
+    expect(parseDateTime('2028-02-29T00:00:00Z')).toBe(Date.UTC(2028, 1, 29));
+    expect(parseDateTime('2000-02-29T12:30:00+02:00')).toBe(Date.UTC(2000, 1, 29, 10, 30));
+    expect(parseDateTime('2026-03-01T00:00:00-00:00')).toBe(Date.UTC(2026, 2, 1));
+    expect(parseDateTime('2026-01-01T00:30:00+01:00')).toBe(Date.UTC(2025, 11, 31, 23, 30));
+    expect(parseDateTime('0050-06-15T00:00:00Z')).toBe(new Date('0050-06-15T00:00:00Z').getTime());
+    // A leap second: only at 23:59 UTC, and counted as the start of the next second.
+    expect(parseDateTime('2016-12-31T23:59:60Z')).toBe(Date.UTC(2017, 0, 1));
+    expect(parseDateTime('2017-01-01T00:59:60.5+01:00')).toBe(Date.UTC(2017, 0, 1, 0, 0, 0, 500));
+    expect(parseDateTime('2016-12-31T18:59:60-05:00')).toBe(Date.UTC(2017, 0, 1));
+    expect(parseDateTime('2016-12-31T23:59:60+01:00')).toBeUndefined();
+    const ok = await call('GET', '/admin/audit-events?since=2028-02-29T00:00:00Z&until=2016-12-31T23:59:60Z', '/admin/audit-events');
+    expect(ok.status).toBe(200);
   });
 
   it('lists the signing keys without key material', async () => {

@@ -1,24 +1,91 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+import { presentAuditEvent } from '../../src/admin/audit-events.js';
+import { EXPORT_BATCH } from '../../src/audit/audit-export.js';
+import { PRUNE_BATCH } from '../../src/audit/audit-retention.js';
+import { CONFIG_VARIABLES } from '../../src/cli/config-check.js';
 import { runCli } from '../../src/cli/main.js';
+import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/database.js';
+import {
+  API,
+  basic,
+  cliOutputs,
+  credentialLines,
+  credentialsInOutput,
+  cutOnce,
+  install,
+  requestToken,
+  storedSecretHashes,
+  tessera,
+  type Installation,
+  type ProcessOutput,
+} from '../security/e2e-support.js';
+import { insertRows, rowsAt } from '../support/audit-rows.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+
+interface CliRun {
+  readonly args: readonly string[];
+  readonly ok: boolean;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * The secrets the runs showed by design, and every run's output with that one showing cut out:
+ * a successful `clients create` or `clients rotate-secret` prints the secret it made on stdout,
+ * once, as the client_secret member of its JSON (--json) or on its `client_secret:` line. Anything
+ * else that holds a credential, stderr above all, is a leak.
+ */
+function secretsShown(runs: readonly CliRun[]): { secrets: string[]; outputs: ProcessOutput[] } {
+  const secrets: string[] = [];
+  const outputs = runs.flatMap((run) => {
+    const command = run.args.slice(0, 2).join(' ');
+    if (!run.ok || (command !== 'clients create' && command !== 'clients rotate-secret')) return cliOutputs(run.args, run);
+    const json = run.args.includes('--json');
+    const secret = json ? (JSON.parse(run.stdout) as { client_secret?: string }).client_secret : /^client_secret: (.*)$/m.exec(run.stdout)?.[1];
+    if (!secret) throw new Error(`tessera ${run.args.join(' ')} showed no secret: ${run.stdout}`);
+    secrets.push(secret);
+    const stdout = cutOnce(run.stdout, json ? `"client_secret": ${JSON.stringify(secret)}` : `client_secret: ${secret}\n`);
+    return cliOutputs(run.args, { stdout, stderr: run.stderr });
+  });
+  return { secrets, outputs };
+}
 
 let dir: string;
+let database: TestDatabase;
 let env: NodeJS.ProcessEnv;
-beforeEach(() => {
+/** Every in-process run of the test, checked for credentials after it. */
+let runs: CliRun[];
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tessera-cli-'));
-  env = { DATABASE_URL: join(dir, 'tessera.db') };
+  database = await createTestDatabase(dir);
+  env = { DATABASE_URL: database.url };
+  runs = [];
 });
-afterEach(() => rmSync(dir, { recursive: true, force: true }));
+afterEach(async () => {
+  try {
+    // Whatever a test did, its output shows each secret only where it is meant to, and no hash.
+    const { secrets, outputs } = secretsShown(runs);
+    // (A test whose commands never migrated the database has no secrets table, and no hashes.)
+    const hashes = await storedSecretHashes(env.DATABASE_URL!).catch(() => []);
+    expect(credentialLines(outputs, [...secrets, ...hashes])).toEqual([]);
+  } finally {
+    await database.drop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
   let stderr = '';
   const code = await runCli(args, env, { stdout: { write: (t: string) => (stdout += t) }, stderr: { write: (t: string) => (stderr += t) } });
+  runs.push({ args, ok: code === 0, stdout, stderr });
   return { code, stdout, stderr };
 }
 
@@ -189,7 +256,7 @@ describe('tessera parity with the admin API', () => {
 describe('tessera migrate and rotate-secret', () => {
   it('applies migrations once', async () => {
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({
-      applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation', '2026-11-23-0003-audit-jti-index', '2026-11-23-0004-token-rate-limit'],
+      applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation', '2026-11-23-0003-audit-jti-index', '2026-11-23-0004-token-rate-limit', '2026-11-24-0005-postgres-key-order', '2026-11-24-0006-shared-limits'],
     });
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [] });
   });
@@ -206,5 +273,309 @@ describe('tessera migrate and rotate-secret', () => {
     const previous = rows.find((r) => r.expires_at !== null);
     expect(Number(previous!.expires_at) - Math.floor(Date.now() / 1000)).toBeGreaterThan(55);
     expect(rows.filter((r) => r.expires_at === null)).toHaveLength(1);
+  });
+});
+
+describe('secrets in what the real processes write', () => {
+  let inst: Installation;
+  beforeEach(async () => {
+    // Every log level the server has, so a line only debug or trace would write is read too.
+    inst = await install({ LOG_LEVEL: 'trace', TESSERA_BOOTSTRAP_ADMIN: 'false' });
+  });
+  afterEach(() => inst.cleanup());
+
+  it('`tessera` shows each secret once, where create or rotate-secret prints it; nothing else it or the server writes holds a credential', async () => {
+    const spawned: CliRun[] = [];
+    const run = async (...args: string[]) => {
+      const result = await tessera(inst.env, ...args).then(
+        (r) => ({ ok: true, ...r }),
+        (err: { stdout?: string; stderr?: string }) => ({ ok: false, stdout: err.stdout ?? '', stderr: err.stderr ?? '' }),
+      );
+      spawned.push({ args, ...result });
+      return result;
+    };
+    const tokens: string[] = [];
+    const token = async (authorization: string, body = '') => {
+      const res = await fetch(`${inst.issuer}/oauth/token`, {
+        method: 'POST',
+        headers: { ...(authorization ? { Authorization: authorization } : {}), 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: `grant_type=client_credentials${body}`,
+      });
+      const answer = (await res.json()) as { access_token?: string };
+      if (answer.access_token) tokens.push(answer.access_token);
+      return res.status;
+    };
+
+    const human = await run('clients', 'create', '--name', 'human', '--audience', API);
+    const [, humanId, humanSecret] = /^client_id: +(\S+)\nclient_secret: (\S+)\n$/.exec(human.stdout)!;
+    const poster = JSON.parse((await run('clients', 'create', '--name', 'poster', '--audience', API, '--auth-method', 'client_secret_post', '--json')).stdout) as { client_id: string; client_secret: string };
+    const server = await inst.start();
+
+    expect(await token(basic(humanId!, humanSecret!))).toBe(200);
+    expect(await token('', `&client_id=${poster.client_id}&client_secret=${poster.client_secret}`)).toBe(200);
+    expect(await token(basic(humanId!, `${humanSecret!}x`))).toBe(401);
+    // A workload that swaps its id and secret: the server must not log the "id" it was sent.
+    expect(await token(basic(humanSecret!, humanId!))).toBe(401);
+    expect(await token('', `&client_id=${poster.client_secret}&client_secret=${poster.client_id}`)).toBe(401);
+
+    const rotated = await run('clients', 'rotate-secret', humanId!, '--previous-expires-in', '60');
+    const newHumanSecret = /^client_secret: (\S+)$/m.exec(rotated.stdout)![1]!;
+    const newPosterSecret = (JSON.parse((await run('clients', 'rotate-secret', poster.client_id, '--previous-expires-in', '0', '--json')).stdout) as { client_secret: string }).client_secret;
+    expect((await requestToken(inst.issuer, basic(humanId!, humanSecret!))).kind).toBe('token');
+    expect(await token(basic(humanId!, newHumanSecret))).toBe(200);
+    expect(await token('', `&client_id=${poster.client_id}&client_secret=${poster.client_secret}`)).toBe(401);
+    expect(await token('', `&client_id=${poster.client_id}&client_secret=${newPosterSecret}`)).toBe(200);
+
+    // Every command that reads or changes a client, in both forms, and some that fail.
+    for (const json of [[], ['--json']]) {
+      await run('clients', 'get', humanId!, ...json);
+      await run('clients', 'list', ...json);
+      await run('audit', 'tail', '--limit', '50', ...json);
+      await run('keys', 'list', ...json);
+    }
+    await run('clients', 'update', poster.client_id, '--description', 'rotated', '--json');
+    await run('clients', 'revoke-tokens', humanId!);
+    await run('clients', 'disable', poster.client_id);
+    expect((await run('clients', 'rotate-secret', 'nobody')).ok).toBe(false);
+    expect((await run('clients', 'create', '--name', 'x', '--audience', 'not-a-uri')).ok).toBe(false);
+    expect(await token(basic(humanId!, newHumanSecret))).toBe(200);
+
+    server.process.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+
+    const { secrets, outputs } = secretsShown(spawned);
+    expect(secrets.sort()).toEqual([humanSecret, poster.client_secret, newHumanSecret, newPosterSecret].sort());
+    // Each of the four was printed by exactly one run (cut out above), and shows nowhere else.
+    const hashes = await storedSecretHashes(inst.databaseUrl);
+    expect(hashes.length).toBeGreaterThanOrEqual(3);
+    expect(tokens.length).toBeGreaterThanOrEqual(5);
+    const credentials = [...secrets, ...tokens, ...hashes];
+    expect([...credentialLines(outputs, credentials), ...credentialsInOutput(inst.servers, credentials)]).toEqual([]);
+    // The server did log (the audit mirror and access log at least), so the scan read something.
+    expect(server.stdout.filter((line) => line.includes('"msg":"token.failed"')).length).toBeGreaterThanOrEqual(4);
+  }, 120_000);
+});
+
+describe('tessera config check', () => {
+  /** Runs with `replaced` as the whole environment, then puts the test database back for afterEach. */
+  async function check(replaced: NodeJS.ProcessEnv, ...args: string[]) {
+    const saved = env;
+    env = replaced;
+    try {
+      return await cli('config', 'check', ...args);
+    } finally {
+      env = saved;
+    }
+  }
+
+  const PASSWORD = 'Sup3r-s3cret-pa55word';
+  const keysDir = () => join(dir, 'keys-never-made');
+
+  it('prints every setting with its source, the database password masked, and opens neither database nor keys', async () => {
+    const url = `postgres://tessera:${PASSWORD}@db.invalid:5432/tessera?sslmode=require&sslpassword=${PASSWORD}x`;
+    const res = await check({ DATABASE_URL: url, PORT: '8443', KEYS_DIR: keysDir(), ISSUER: '' }, '--json');
+    expect(res.code).toBe(0);
+    expect(res.stderr).toBe('');
+    expect(res.stdout).not.toContain(PASSWORD);
+    const { valid, settings } = JSON.parse(res.stdout) as { valid: boolean; settings: Record<string, { value: unknown; source: string }> };
+    expect(valid).toBe(true);
+    expect(settings.DATABASE_URL).toEqual({ value: 'postgres://tessera:****@db.invalid:5432/tessera?sslmode=require&sslpassword=****', source: 'environment' });
+    expect(settings.PORT).toEqual({ value: 8443, source: 'environment' });
+    // An empty variable is unset, as the server reads it.
+    expect(settings.ISSUER).toEqual({ value: 'http://localhost:8443', source: 'default' });
+    expect(settings.AUDIT_RETENTION_DAYS).toEqual({ value: 0, source: 'default' });
+    expect(settings.TOKEN_CORS_ORIGINS).toEqual({ value: [], source: 'default' });
+    expect(settings.METRICS_PORT).toEqual({ value: null, source: 'default' });
+    expect(Object.keys(settings)).toEqual(CONFIG_VARIABLES.map(([name]) => name));
+    expect(existsSync(keysDir())).toBe(false);
+
+    const human = await check({ DATABASE_URL: url, KEYS_DIR: keysDir() });
+    expect(human.code).toBe(0);
+    expect(human.stdout).not.toContain(PASSWORD);
+    expect(human.stdout).toMatch(/^configuration is valid\n/);
+    expect(human.stdout).toMatch(/^DATABASE_URL +postgres:\/\/tessera:\*\*\*\*@db\.invalid:5432\/tessera\?sslmode=require&sslpassword=\*\*\*\* +environment$/m);
+    expect(human.stdout).toMatch(/^PORT +3000 +default$/m);
+    expect(human.stdout.trim().split('\n')).toHaveLength(1 + CONFIG_VARIABLES.length);
+
+    // A SQLite file that does not exist yet is not created.
+    const file = join(dir, 'never', 'tessera.db');
+    expect((await check({ DATABASE_URL: file, KEYS_DIR: keysDir() })).code).toBe(0);
+    expect(existsSync(join(dir, 'never'))).toBe(false);
+  });
+
+  it('lists every problem, with credentials masked, and exits 1', async () => {
+    const bad = {
+      PORT: 'eighty',
+      DATABASE_POOL_SIZE: '0',
+      AUDIT_RETENTION_DAYS: '-3',
+      LOG_LEVEL: 'loud',
+      ISSUER: `http://ops:${PASSWORD}@auth.example.com/tessera`,
+    };
+    const res = await check(bad);
+    expect(res.code).toBe(1);
+    expect(res.stdout).toBe('');
+    for (const name of ['PORT', 'DATABASE_POOL_SIZE', 'AUDIT_RETENTION_DAYS', 'LOG_LEVEL', 'ISSUER must not contain credentials', 'ISSUER must use https', 'ISSUER must be an origin without a path']) {
+      expect(res.stderr).toContain(name);
+    }
+    expect(res.stderr).not.toContain(PASSWORD);
+    expect(res.stderr).toContain('http://ops:****@auth.example.com/tessera');
+
+    const json = await check(bad, '--json');
+    expect(json.code).toBe(1);
+    const answer = JSON.parse(json.stdout) as { valid: boolean; problems: string[] };
+    expect(answer.valid).toBe(false);
+    expect(answer.problems).toHaveLength(7);
+    expect(json.stdout).not.toContain(PASSWORD);
+  });
+
+  it('names every variable loadConfig reads, and nothing else', () => {
+    const read = new Set<string>();
+    loadConfig(new Proxy({}, { get: (_target, name) => void read.add(String(name)) }));
+    expect(CONFIG_VARIABLES.map(([name]) => name).sort()).toEqual([...read].sort());
+  });
+
+  it('knows no other config command', async () => {
+    const res = await cli('config', 'show');
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('unknown command "config show"');
+  });
+});
+
+const DAY = 86_400_000;
+
+async function withDb<T>(work: (db: ReturnType<typeof openDatabase>) => Promise<T>): Promise<T> {
+  const db = openDatabase(env.DATABASE_URL!);
+  try {
+    return await work(db);
+  } finally {
+    await db.destroy();
+  }
+}
+
+describe('tessera audit prune', () => {
+  it('deletes, in batches, the events older than --older-than-days, keeps the newer, and records audit.pruned', async () => {
+    await cli('migrate');
+    const now = Date.now();
+    const old = rowsAt(Array.from({ length: 2 * PRUNE_BATCH + 17 }, (_, i) => now - 31 * DAY - (i % 3) * 1000));
+    const kept = rowsAt([now - 29 * DAY, now - DAY], 'test.new');
+    await withDb((db) => insertRows(db, [...old, ...kept]));
+
+    const res = await cli('audit', 'prune', '--older-than-days', '30', '--json');
+    expect(res.code).toBe(0);
+    const answer = JSON.parse(res.stdout) as { deleted: number; cutoff: string; older_than_days: number };
+    expect(answer).toEqual({ deleted: old.length, cutoff: expect.stringMatching(/^\d{4}-/), older_than_days: 30 });
+    expect(Math.abs(Date.parse(answer.cutoff) - (now - 30 * DAY))).toBeLessThan(60_000);
+
+    const rows = await withDb((db) => db.selectFrom('audit_events').select(['type', 'details']).execute());
+    expect(rows.map((r) => r.type).sort()).toEqual(['audit.pruned', 'test.new', 'test.new']);
+    expect(JSON.parse(rows.find((r) => r.type === 'audit.pruned')!.details!)).toEqual({
+      actor: 'cli',
+      deleted: old.length,
+      cutoff: answer.cutoff,
+      older_than_days: 30,
+    });
+
+    // Nothing left to delete: nothing recorded.
+    const again = await cli('audit', 'prune', '--older-than-days', '30');
+    expect(again.stdout).toMatch(/^deleted 0 audit events older than \d{4}-/);
+    expect((await withDb((db) => db.selectFrom('audit_events').select('type').where('type', '=', 'audit.pruned').execute())).length).toBe(1);
+  });
+
+  it('defaults to AUDIT_RETENTION_DAYS', async () => {
+    await cli('migrate');
+    await withDb((db) => insertRows(db, rowsAt([Date.now() - 8 * DAY, Date.now() - 6 * DAY])));
+    env.AUDIT_RETENTION_DAYS = '7';
+    expect(JSON.parse((await cli('audit', 'prune', '--json')).stdout)).toMatchObject({ deleted: 1, older_than_days: 7 });
+  });
+
+  it.each([
+    [[], 'AUDIT_RETENTION_DAYS'],
+    [['--older-than-days', '0'], '--older-than-days must be a whole number from 1'],
+    [['--older-than-days', 'a-month'], '--older-than-days must be a whole number'],
+  ])('refuses to run without a retention: %j', async (args, message) => {
+    const res = await cli('audit', 'prune', ...args);
+    expect(res.code).toBe(2);
+    expect(res.stdout).toBe('');
+    expect(res.stderr).toContain(message);
+  });
+});
+
+describe('tessera audit export', () => {
+  const lines = (stdout: string) => stdout.split('\n').filter(Boolean).map((line) => JSON.parse(line) as ReturnType<typeof presentAuditEvent>);
+
+  it('writes every event within the bounds once, oldest first, as the admin API presents them, across batches', async () => {
+    await cli('migrate');
+    const since = Date.parse('2026-01-01T00:00:00Z');
+    const until = Date.parse('2026-01-02T00:00:00Z');
+    // Runs of equal times, so batches end inside them.
+    const inside = rowsAt(Array.from({ length: 2 * EXPORT_BATCH + 123 }, (_, i) => since + Math.floor(i / 7) * 1000));
+    const outside = rowsAt([since - 1, until, until + 1], 'test.outside');
+    await withDb((db) => insertRows(db, [...inside, ...outside]));
+
+    const res = await cli('audit', 'export', '--since', '2026-01-01T00:00:00Z', '--until', '2026-01-02T01:00:00+01:00', '--format', 'jsonl');
+    expect(res.code).toBe(0);
+    expect(res.stderr).toBe(`exported ${inside.length} audit events\n`);
+    const events = lines(res.stdout);
+    const expected = [...inside].sort((a, b) => a.occurred_at - b.occurred_at || (a.id < b.id ? -1 : 1));
+    expect(events.map((e) => e.id)).toEqual(expected.map((r) => r.id));
+    const stored = await withDb((db) => db.selectFrom('audit_events').selectAll().where('id', '=', expected[0]!.id).executeTakeFirstOrThrow());
+    expect(events[0]).toEqual(presentAuditEvent(stored));
+
+    // --format defaults to jsonl; without --until, up to the newest event.
+    expect(lines((await cli('audit', 'export', '--since', '2026-01-01T00:00:00.000Z')).stdout)).toHaveLength(inside.length + 2);
+  });
+
+  it('shows no credential: secrets and hashes stay out of the exported events', async () => {
+    const { client_id } = JSON.parse((await cli('clients', 'create', '--name', 'x', '--json')).stdout) as { client_id: string };
+    await cli('clients', 'rotate-secret', client_id, '--json');
+    const res = await cli('audit', 'export', '--since', new Date(Date.now() - 60_000).toISOString());
+    expect(lines(res.stdout).map((e) => e.type)).toEqual(expect.arrayContaining(['client.created', 'client.secret_rotated']));
+    // afterEach checks this run's output for the two secrets and their hashes.
+  });
+
+  it.each([
+    [['--since', '2026-02-30T00:00:00Z'], '--since must be an RFC 3339 date-time'],
+    [['--since', 'yesterday'], '--since must be an RFC 3339 date-time'],
+    [['--since', '2026-01-01T00:00:00Z', '--until', '2026-01-01'], '--until must be an RFC 3339 date-time'],
+    [['--since', '2026-01-02T00:00:00Z', '--until', '2026-01-01T00:00:00Z'], '--until must be later than --since'],
+    [[], 'needs --since'],
+    [['--since', '2026-01-01T00:00:00Z', '--format', 'csv'], '--format must be jsonl'],
+    [['--since', '2026-01-01T00:00:00Z', '--json'], '--json does not apply'],
+  ])('refuses %j', async (args, message) => {
+    const res = await cli('audit', 'export', ...args);
+    expect(res.code).toBe(2);
+    expect(res.stdout).toBe('');
+    expect(res.stderr).toContain(message);
+  });
+
+  it('waits for a slow stdout instead of buffering the table, and stops if stdout fails', async () => {
+    await cli('migrate');
+    const since = Date.parse('2026-01-01T00:00:00Z');
+    await withDb((db) => insertRows(db, rowsAt(Array.from({ length: 3 * EXPORT_BATCH }, (_, i) => since + i))));
+
+    let text = '';
+    let writesWhileFull = 0;
+    let writes = 0;
+    class SlowStdout extends Writable {
+      constructor() {
+        super({ highWaterMark: 1024, write: (chunk: Buffer, _encoding, done) => void setTimeout(() => ((text += chunk.toString()), done()), 5) });
+      }
+      override write(chunk: unknown, ...rest: never[]): boolean {
+        writes += 1;
+        if (this.writableNeedDrain) writesWhileFull += 1;
+        return super.write(chunk, ...rest);
+      }
+    }
+    const stderr = { text: '', write: (t: string) => (stderr.text += t) };
+    expect(await runCli(['audit', 'export', '--since', '2026-01-01T00:00:00Z'], env, { stdout: new SlowStdout(), stderr })).toBe(0);
+    runs.push({ args: ['audit', 'export'], ok: true, stdout: text, stderr: stderr.text });
+    expect(writes).toBe(3);
+    expect(writesWhileFull).toBe(0);
+    await expect.poll(() => lines(text).length).toBe(3 * EXPORT_BATCH);
+
+    const broken = new Writable({ write: (_chunk, _encoding, done) => done(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' })) });
+    const failed = { text: '', write: (t: string) => (failed.text += t) };
+    expect(await runCli(['audit', 'export', '--since', '2026-01-01T00:00:00Z'], env, { stdout: broken, stderr: failed })).toBe(1);
+    expect(failed.text).toMatch(/^tessera: export stopped after \d+ events: write EPIPE\n$/);
   });
 });

@@ -53,7 +53,7 @@ describe('client record cache', () => {
     const inFlight = slow.client(client.clientId);
     await new Promise((resolve) => setTimeout(resolve, 20));
     // The held read keeps this handle's connection, so the change comes through a second one.
-    const other = openDatabase(h.config.databasePath);
+    const other = openDatabase(h.config.databaseUrl);
     await other.updateTable('clients').set({ client_name: 'new' }).where('client_id', '=', client.clientId).execute();
     await other.destroy();
     slow.invalidate(client.clientId);

@@ -12,32 +12,58 @@ import jwksRsa from 'jwks-rsa';
 import * as oauth from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { cliOutputs, credentialLines, cutOnce, serverOutputs, storedSecretHashes, withoutBootstrapBanner, type CreatedClient } from '../security/e2e-support.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { ROOT, freePort, startServer, tessera, type RunningServer } from '../support/process.js';
 
 const API = 'https://api.example.com';
 
 let dir: string;
+let database: TestDatabase;
 let env: NodeJS.ProcessEnv;
 let issuer: string;
 let server: RunningServer;
 let clientId: string;
 let clientSecret: string;
-let firstStartStderr: string;
+/** Every server this file starts, in order, so the last test can read all they wrote. */
+const servers: RunningServer[] = [];
+/** Every `tessera` run, with what it wrote. */
+const cliRuns: { args: string[]; stdout: string; stderr: string }[] = [];
+/** Every access token and Authorization value the test sent or received (secrets come from cliRuns). */
+const credentials: string[] = [];
+
+const start = (serverEnv: NodeJS.ProcessEnv) => startServer(serverEnv, (s) => servers.push(s));
+
+async function cli(...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  const run = await tessera(env, ...args);
+  cliRuns.push({ args, ...run });
+  return run;
+}
+
+/** openid-client's grant, keeping the token for the output scan. */
+async function grant(config: oauth.Configuration, parameters: Record<string, string>) {
+  const tokens = await oauth.clientCredentialsGrant(config, parameters);
+  credentials.push(tokens.access_token);
+  return tokens;
+}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tessera-e2e-'));
+  database = await createTestDatabase(join(dir, 'data'));
   const port = await freePort();
   issuer = `http://127.0.0.1:${port}`;
-  env = { PORT: String(port), ISSUER: issuer, DATABASE_URL: join(dir, 'data', 'tessera.db'), KEYS_DIR: join(dir, 'keys'), KEY_RELOAD_INTERVAL: '1' };
-  server = await startServer(env);
-  firstStartStderr = server.stderr.join('');
-  const { stdout } = await tessera(env, 'clients', 'create', '--name', 'billing-agent', '--scope', 'read:data write:logs', '--audience', API, '--json');
+  env = { PORT: String(port), ISSUER: issuer, DATABASE_URL: database.url, KEYS_DIR: join(dir, 'keys'), KEY_RELOAD_INTERVAL: '1' };
+  server = await start(env);
+  const { stdout } = await cli('clients', 'create', '--name', 'billing-agent', '--scope', 'read:data write:logs', '--audience', API, '--json');
   ({ client_id: clientId, client_secret: clientSecret } = JSON.parse(stdout) as { client_id: string; client_secret: string });
 });
 
 afterAll(async () => {
-  server?.process.kill('SIGKILL');
-  await server?.exited;
+  for (const s of servers) {
+    if (s.process.exitCode === null && s.process.signalCode === null) s.process.kill('SIGKILL');
+    await s.exited;
+  }
+  await database?.drop();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -48,14 +74,18 @@ describe('the README flow', () => {
   });
 
   it('a workload gets a token with curl-style Basic auth', async () => {
+    const authorization = `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`;
+    credentials.push(authorization);
     const res = await fetch(`${issuer}/oauth/token`, {
       method: 'POST',
-      headers: { Authorization: `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`, 'Content-Type': 'application/x-www-form-urlencoded' },
+      headers: { Authorization: authorization, 'Content-Type': 'application/x-www-form-urlencoded' },
       body: 'grant_type=client_credentials&scope=read:data',
     });
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toBe('no-store');
-    expect(await res.json()).toEqual({ access_token: expect.any(String), token_type: 'Bearer', expires_in: 3600, scope: 'read:data' });
+    const body = (await res.json()) as { access_token: string };
+    credentials.push(body.access_token);
+    expect(body).toEqual({ access_token: expect.any(String), token_type: 'Bearer', expires_in: 3600, scope: 'read:data' });
   });
 });
 
@@ -70,14 +100,14 @@ describe('openid-client as the workload', () => {
 
   it('gets a token with client_secret_basic and an RFC 8707 resource', async () => {
     const config = await discover(oauth.ClientSecretBasic(clientSecret));
-    const tokens = await oauth.clientCredentialsGrant(config, { scope: 'read:data write:logs', resource: API });
+    const tokens = await grant(config, { scope: 'read:data write:logs', resource: API });
     expect(tokens).toMatchObject({ token_type: 'bearer', scope: 'read:data write:logs', expires_in: 3600 });
   });
 
   it('is refused with invalid_client for a wrong secret', async () => {
     const config = await discover(oauth.ClientSecretBasic(`${clientSecret}x`));
     // A 401 with WWW-Authenticate surfaces as a parsed challenge (RFC 6749 §5.2 + RFC 7235).
-    await expect(oauth.clientCredentialsGrant(config, {})).rejects.toMatchObject({
+    await expect(grant(config, {})).rejects.toMatchObject({
       status: 401,
       cause: [{ scheme: 'basic', parameters: { realm: issuer, error: 'invalid_client', error_description: 'client authentication failed' } }],
     });
@@ -85,17 +115,17 @@ describe('openid-client as the workload', () => {
 
   it('is refused with invalid_scope for a scope the client may not have', async () => {
     const config = await discover(oauth.ClientSecretBasic(clientSecret));
-    await expect(oauth.clientCredentialsGrant(config, { scope: 'admin' })).rejects.toMatchObject({ error: 'invalid_scope', status: 400 });
+    await expect(grant(config, { scope: 'admin' })).rejects.toMatchObject({ error: 'invalid_scope', status: 400 });
   });
 
   it('gets a token with client_secret_post for a client registered for it', async () => {
-    const { stdout } = await tessera(env, 'clients', 'create', '--name', 'poster', '--audience', API, '--auth-method', 'client_secret_post', '--json');
+    const { stdout } = await cli('clients', 'create', '--name', 'poster', '--audience', API, '--auth-method', 'client_secret_post', '--json');
     const poster = JSON.parse(stdout) as { client_id: string; client_secret: string };
     const config = await oauth.discovery(new URL(issuer), poster.client_id, undefined, oauth.ClientSecretPost(poster.client_secret), {
       algorithm: 'oauth2',
       execute: [oauth.allowInsecureRequests],
     });
-    expect((await oauth.clientCredentialsGrant(config, {})).access_token).toEqual(expect.any(String));
+    expect((await grant(config, {})).access_token).toEqual(expect.any(String));
   });
 });
 
@@ -109,7 +139,7 @@ describe('gateways verify offline against the JWKS found through discovery', () 
       execute: [oauth.allowInsecureRequests],
     });
     jwksUri = config.serverMetadata().jwks_uri!;
-    accessToken = (await oauth.clientCredentialsGrant(config, { scope: 'read:data' })).access_token;
+    accessToken = (await grant(config, { scope: 'read:data' })).access_token;
   });
 
   it('jose: RS256, typ at+jwt, issuer, audience', async () => {
@@ -140,7 +170,7 @@ describe('gateways verify offline against the JWKS found through discovery', () 
 
 describe('openid-client as a resource server: introspect, revoke, introspect', () => {
   it('sees the token active, revokes it, and sees it inactive, across a restart', async () => {
-    const { stdout } = await tessera(env, 'clients', 'create', '--name', 'billing-api', '--introspect', API, '--json');
+    const { stdout } = await cli('clients', 'create', '--name', 'billing-api', '--introspect', API, '--json');
     const rs = JSON.parse(stdout) as { client_id: string; client_secret: string };
     const asResourceServer = await oauth.discovery(new URL(issuer), rs.client_id, undefined, oauth.ClientSecretBasic(rs.client_secret), {
       algorithm: 'oauth2',
@@ -150,7 +180,7 @@ describe('openid-client as a resource server: introspect, revoke, introspect', (
       algorithm: 'oauth2',
       execute: [oauth.allowInsecureRequests],
     });
-    const { access_token } = await oauth.clientCredentialsGrant(asWorkload, { scope: 'read:data' });
+    const { access_token } = await grant(asWorkload, { scope: 'read:data' });
 
     expect(await oauth.tokenIntrospection(asResourceServer, access_token)).toMatchObject({
       active: true,
@@ -164,40 +194,39 @@ describe('openid-client as a resource server: introspect, revoke, introspect', (
 
     server.process.kill('SIGTERM');
     await server.exited;
-    server = await startServer(env);
+    server = await start(env);
     expect(await oauth.tokenIntrospection(asResourceServer, access_token)).toEqual({ active: false });
   });
 
   it('a token of a client revoked wholesale from the CLI is inactive at once', async () => {
-    const { stdout } = await tessera(env, 'clients', 'create', '--name', 'gateway', '--introspect', '*', '--auth-method', 'client_secret_post', '--json');
+    const { stdout } = await cli('clients', 'create', '--name', 'gateway', '--introspect', '*', '--auth-method', 'client_secret_post', '--json');
     const rs = JSON.parse(stdout) as { client_id: string; client_secret: string };
     const asResourceServer = await oauth.discovery(new URL(issuer), rs.client_id, undefined, oauth.ClientSecretPost(rs.client_secret), {
       algorithm: 'oauth2',
       execute: [oauth.allowInsecureRequests],
     });
-    const created = JSON.parse((await tessera(env, 'clients', 'create', '--name', 'doomed', '--audience', API, '--json')).stdout) as { client_id: string; client_secret: string };
+    const created = JSON.parse((await cli('clients', 'create', '--name', 'doomed', '--audience', API, '--json')).stdout) as { client_id: string; client_secret: string };
     const asDoomed = await oauth.discovery(new URL(issuer), created.client_id, undefined, oauth.ClientSecretBasic(created.client_secret), {
       algorithm: 'oauth2',
       execute: [oauth.allowInsecureRequests],
     });
-    const { access_token } = await oauth.clientCredentialsGrant(asDoomed, {});
+    const { access_token } = await grant(asDoomed, {});
     expect((await oauth.tokenIntrospection(asResourceServer, access_token)).active).toBe(true);
-    await tessera(env, 'clients', 'revoke-tokens', created.client_id);
+    await cli('clients', 'revoke-tokens', created.client_id);
     expect((await oauth.tokenIntrospection(asResourceServer, access_token)).active).toBe(false);
   });
 });
 
 describe('bootstrap admin', () => {
   it('was printed once on the first start, on the console only, and its credentials open the admin API', async () => {
-    const banner = server.stderr.join('') + firstStartStderr;
-    const id = /client_id: +(\S+)/.exec(banner)?.[1];
-    const secret = /client_secret: +(tsec_\S+)/.exec(banner)?.[1];
-    expect(id).toBeDefined();
-    expect(secret).toBeDefined();
-    expect(server.stdout.join('\n')).not.toContain(secret);
+    // The banner is on the first server's stderr (the last test checks the secret is nowhere else).
+    const { bootstrap } = withoutBootstrapBanner(serverOutputs(servers.slice(0, 1)));
+    expect(bootstrap).toBeDefined();
+    const { clientId: id, secret } = bootstrap!;
 
-    const config = await oauth.discovery(new URL(issuer), id as string, undefined, oauth.ClientSecretBasic(secret), { algorithm: 'oauth2', execute: [oauth.allowInsecureRequests] });
-    const { access_token } = await oauth.clientCredentialsGrant(config, {});
+    const config = await oauth.discovery(new URL(issuer), id, undefined, oauth.ClientSecretBasic(secret), { algorithm: 'oauth2', execute: [oauth.allowInsecureRequests] });
+    const { access_token } = await grant(config, {});
+    credentials.push(`Bearer ${access_token}`);
     const res = await fetch(`${issuer}/admin/clients?limit=1`, { headers: { Authorization: `Bearer ${access_token}` } });
     expect(res.status).toBe(200);
   });
@@ -205,14 +234,16 @@ describe('bootstrap admin', () => {
   it('is not created again on a restart, nor when TESSERA_BOOTSTRAP_ADMIN=false', async () => {
     server.process.kill('SIGTERM');
     await server.exited;
-    server = await startServer(env);
+    server = await start(env);
     expect(server.stderr.join('')).not.toContain('bootstrap admin');
 
     const fresh = mkdtempSync(join(tmpdir(), 'tessera-e2e-nobootstrap-'));
+    const freshDatabase = await createTestDatabase(fresh);
     const port = await freePort();
-    const other = await startServer({ ...env, PORT: String(port), ISSUER: `http://127.0.0.1:${port}`, DATABASE_URL: join(fresh, 'db'), KEYS_DIR: join(fresh, 'keys'), TESSERA_BOOTSTRAP_ADMIN: 'false' });
+    const other = await start({ ...env, PORT: String(port), ISSUER: `http://127.0.0.1:${port}`, DATABASE_URL: freshDatabase.url, KEYS_DIR: join(fresh, 'keys'), TESSERA_BOOTSTRAP_ADMIN: 'false' });
     other.process.kill('SIGTERM');
     await other.exited;
+    await freshDatabase.drop();
     rmSync(fresh, { recursive: true, force: true });
     expect(other.stderr.join('')).not.toContain('bootstrap admin');
   });
@@ -229,19 +260,19 @@ describe('key changes made by the CLI reach the running server without a restart
   };
   const signingKid = async () => {
     const config = await oauth.discovery(new URL(issuer), clientId, undefined, oauth.ClientSecretBasic(clientSecret), { algorithm: 'oauth2', execute: [oauth.allowInsecureRequests] });
-    const { access_token } = await oauth.clientCredentialsGrant(config, {});
+    const { access_token } = await grant(config, {});
     return { kid: jwt.decode(access_token, { complete: true })!.header.kid!, token: access_token };
   };
 
   it('rotate --now: the server publishes and signs with the new key; revoke: the old one is gone', async () => {
     const before = await signingKid();
-    const rotated = JSON.parse((await tessera(env, 'keys', 'rotate', '--now', '--json')).stdout) as { kid: string; state: string };
+    const rotated = JSON.parse((await cli('keys', 'rotate', '--now', '--json')).stdout) as { kid: string; state: string };
     expect(rotated.state).toBe('active');
     await eventually(async () => (await signingKid()).kid === rotated.kid);
     expect(await kids()).toEqual(expect.arrayContaining([before.kid, rotated.kid]));
 
     // Thumbprints may begin with '-': after '--' they are never read as options.
-    await tessera(env, 'keys', 'revoke', '--', before.kid);
+    await cli('keys', 'revoke', '--', before.kid);
     await eventually(async () => !(await kids()).includes(before.kid));
     await expect(jwtVerify(before.token, createRemoteJWKSet(new URL(`${issuer}/.well-known/jwks.json`)), { issuer })).rejects.toThrow();
   });
@@ -254,8 +285,38 @@ describe('restart and shutdown', () => {
     expect(await server.exited).toBe(0);
     expect(server.stdout.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
 
-    server = await startServer(env);
+    server = await start(env);
     const after = (await (await fetch(`${issuer}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
     expect(after.keys.map((k) => k.kid)).toEqual(before.keys.map((k) => k.kid));
+  });
+});
+
+describe('process output', () => {
+  it('holds no secret, token, Authorization value or stored hash, but each secret where it is shown once by design', async () => {
+    server.process.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+
+    // The bootstrap admin's secret: only on the client_secret line of the banner on the first
+    // start's stderr (withoutBootstrapBanner cuts that line, and the scan below looks for the
+    // secret in everything else, JSON log lines included).
+    const { bootstrap, outputs: fromServers } = withoutBootstrapBanner(serverOutputs(servers));
+    expect(bootstrap).toBeDefined();
+    expect(servers[0]!.stderr.join('')).toContain(`client_secret: ${bootstrap!.secret}\n`);
+    // A client's secret: once, in the JSON the `clients create` that made it prints on stdout.
+    const created: CreatedClient[] = [];
+    const fromCli = cliRuns.flatMap((run) => {
+      if (run.args[0] !== 'clients' || run.args[1] !== 'create') return cliOutputs(run.args, run);
+      const client = JSON.parse(run.stdout) as CreatedClient;
+      created.push(client);
+      return cliOutputs(run.args, { stdout: cutOnce(run.stdout, `"client_secret": ${JSON.stringify(client.client_secret)}`), stderr: run.stderr });
+    });
+    const clients = [...created, { client_id: bootstrap!.clientId, client_secret: bootstrap!.secret }];
+    const hashes = await storedSecretHashes(env.DATABASE_URL!);
+    // One secret per client, and the test knows each of them.
+    expect(hashes).toHaveLength(clients.length);
+
+    // Authorization values are found however the client encoded them: credentialLines decodes.
+    const secrets = clients.map((c) => c.client_secret);
+    expect(credentialLines([...fromServers, ...fromCli], [...secrets, ...credentials, ...hashes])).toEqual([]);
   });
 });

@@ -4,12 +4,13 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 
 import { KeyManager, type KeyEventType, type KeyPolicy } from '../../src/keys/key-manager.js';
 import { KeystoreError } from '../../src/keys/keystore.js';
 import { withKeyLock } from '../../src/keys/lock.js';
 import { TestClock } from '../support/harness.js';
+import { createTestDatabase } from '../support/database.js';
 import { ROOT } from '../support/process.js';
 
 let root: string;
@@ -225,7 +226,9 @@ describe('several processes sharing the directory', () => {
   });
 
   it('never ends with two next keys when two CLI processes rotate at once', async () => {
-    const env = { PATH: process.env.PATH, KEYS_DIR: dir, DATABASE_URL: join(root, 'tessera.db') };
+    const database = await createTestDatabase(root);
+    onTestFinished(() => database.drop());
+    const env = { PATH: process.env.PATH, KEYS_DIR: dir, DATABASE_URL: database.url };
     await open();
     await promisify(execFile)(process.execPath, ['bin/tessera.js', 'migrate'], { cwd: ROOT, env });
     const runs = await Promise.all(

@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { Backoff } from '../../src/limits/backoff.js';
 import { Refusals } from '../../src/limits/refusals.js';
 import { TokenRate } from '../../src/limits/token-rate.js';
+import { testDialect } from '../support/database.js';
 import { basic, startHarness, tamper, TestClock, type Harness } from '../support/harness.js';
 
 const API = 'https://api.example.com';
@@ -191,6 +192,21 @@ describe('refusal summaries', () => {
     await h.limits.refusals.flush();
     const [summary] = await h.auditRows('limit.refused');
     expect(summary?.client_id).toBe('tsec_[redacted]');
+  });
+
+  it('keep only digests of presented ids and addresses in the state shared on PostgreSQL', async () => {
+    const { secret } = await h.createClient({ client_name: 'swapped again', audience: [API] });
+    expect((await h.request.post('/oauth/token').set('Authorization', basic(secret, 'whatever-secret')).type('form').send({ grant_type: 'client_credentials' })).status).toBe(401);
+    // The failure is shared just after the answer.
+    const rows = await vi.waitFor(async () => {
+      const found = await h.db.selectFrom('limit_failures').select('key').execute();
+      if (testDialect === 'postgres' && found.length < 2) throw new Error('not shared yet');
+      return found.map((r) => r.key);
+    });
+    // SQLite keeps limits in memory; on PostgreSQL, one row for the client_id and one for the address.
+    expect(testDialect === 'postgres' ? rows.length >= 2 : rows.length === 0).toBe(true);
+    for (const key of rows) expect(key).toMatch(/^(client|address):[A-Za-z0-9_-]{43}$/);
+    expect(rows.join()).not.toContain(secret.slice(5, 20));
   });
 });
 

@@ -20,7 +20,6 @@ import {
   summarize,
   tessera,
   tokensOf,
-  withDatabase,
   type Installation,
 } from './e2e-support.js';
 
@@ -128,9 +127,9 @@ describe('200 concurrent token requests during admin writes', () => {
     const jtis = tokens.map((t) => t.jti);
     expect(new Set(jtis).size).toBe(jtis.length);
 
-    expect(countAuditRows(inst.databasePath, 'token.issued', worker.client_id), summarize(outcomes)).toBe(tokens.length);
-    expect(countAuditRows(inst.databasePath, 'token.failed', worker.client_id), summarize(outcomes)).toBe(otherAnswers.length);
-    expect(jtisWithoutAuditRow(inst.databasePath, jtis)).toEqual([]);
+    expect(await countAuditRows(inst.databaseUrl, 'token.issued', worker.client_id), summarize(outcomes)).toBe(tokens.length);
+    expect(await countAuditRows(inst.databaseUrl, 'token.failed', worker.client_id), summarize(outcomes)).toBe(otherAnswers.length);
+    expect(await jtisWithoutAuditRow(inst.databaseUrl, jtis)).toEqual([]);
     // The server did not fail any request under this load.
     expect(otherAnswers, summarize(outcomes)).toEqual([]);
 
@@ -138,14 +137,10 @@ describe('200 concurrent token requests during admin writes', () => {
     const refused = writes.filter((w) => !w.ok);
     expect.soft(refused, `${refused.length} of ${writes.length} admin writes failed under load`).toEqual([]);
     const succeeded = (prefix: string) => writes.filter((w) => w.ok && w.what.startsWith(prefix)).length;
-    withDatabase(inst.databasePath, (db) => {
-      const count = (type: string, clientId?: string) =>
-        db.prepare(`SELECT count(*) FROM audit_events WHERE type = ?${clientId === undefined ? '' : ' AND client_id = ?'}`).pluck().get(...(clientId === undefined ? [type] : [type, clientId]));
-      // The bootstrap admin, w, other, then those created under load.
-      expect.soft(count('client.created')).toBe(3 + succeeded('cli create') + succeeded('api create'));
-      expect.soft(count('client.secret_rotated', other.client_id)).toBe(succeeded('cli rotate') + succeeded('api rotate'));
-    });
-    expect(integrityCheck(inst.databasePath)).toEqual(['ok']);
+    // The bootstrap admin, w, other, then those created under load.
+    expect.soft(await countAuditRows(inst.databaseUrl, 'client.created')).toBe(3 + succeeded('cli create') + succeeded('api create'));
+    expect.soft(await countAuditRows(inst.databaseUrl, 'client.secret_rotated', other.client_id)).toBe(succeeded('cli rotate') + succeeded('api rotate'));
+    expect(await integrityCheck(inst.databaseUrl)).toEqual(['ok']);
 
     // And the client still works with its secret after all that.
     expect(await requestToken(inst.issuer, auth)).toMatchObject({ kind: 'token' });

@@ -73,8 +73,8 @@ describe('SIGKILL while token requests are in flight', () => {
       tokens.push(...tokensOf(outcomes).map((t) => t.token));
 
       // The file as the crash left it (opened read-only, before the server is restarted on it).
-      expect(integrityCheck(inst.databasePath), `cycle ${cycle}: integrity after SIGKILL`).toEqual(['ok']);
-      expect(jtisWithoutAuditRow(inst.databasePath, received), `cycle ${cycle}: tokens received without an audit row`).toEqual([]);
+      expect(await integrityCheck(inst.databaseUrl), `cycle ${cycle}: integrity after SIGKILL`).toEqual(['ok']);
+      expect(await jtisWithoutAuditRow(inst.databaseUrl, received), `cycle ${cycle}: tokens received without an audit row`).toEqual([]);
 
       // A kill during a key tick leaves the key lock behind, naming the dead process. Leave one
       // (unless the kill already did): the restart must see its holder is gone and take it over
@@ -96,12 +96,12 @@ describe('SIGKILL while token requests are in flight', () => {
     expect(after).toMatchObject({ kind: 'token' });
     if (after.kind === 'token') received.push(after.jti);
     expect(new Set(received).size).toBe(received.length);
-    expect(integrityCheck(inst.databasePath)).toEqual(['ok']);
-    expect(jtisWithoutAuditRow(inst.databasePath, received)).toEqual([]);
+    expect(await integrityCheck(inst.databaseUrl)).toEqual(['ok']);
+    expect(await jtisWithoutAuditRow(inst.databaseUrl, received)).toEqual([]);
 
     server.process.kill('SIGTERM');
     expect(await exitWithin(server, 15_000)).toBe(0);
-    expect(integrityCheck(inst.databasePath)).toEqual(['ok']);
+    expect(await integrityCheck(inst.databaseUrl)).toEqual(['ok']);
     // A clean stop leaves no key lock behind.
     expect(readdirSync(inst.env.KEYS_DIR!)).not.toContain('.lock');
     // Every server's log lines (info level: access log and audit mirror) hold no secret or token.

@@ -1,6 +1,6 @@
 /**
  * Helpers for the end-to-end security tests: a temporary installation (database + keys directory),
- * a bounded token-request load that classifies every outcome, and direct reads of the SQLite file.
+ * a bounded token-request load that classifies every outcome, and direct reads of the database.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -8,9 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 
-import SQLite from 'better-sqlite3';
+import { sql } from 'kysely';
 import { decodeJwt } from 'jose';
 
+import { openDatabase, type Db } from '../../src/db/database.js';
+import { createTestDatabase, testDialect } from '../support/database.js';
 import { ROOT, freePort, startServer, type RunningServer } from '../support/process.js';
 
 export const API = 'https://api.example.com';
@@ -19,7 +21,8 @@ export interface Installation {
   readonly dir: string;
   readonly env: NodeJS.ProcessEnv;
   readonly issuer: string;
-  readonly databasePath: string;
+  /** DATABASE_URL: a SQLite file, or a PostgreSQL schema of its own (test/support/database.ts). */
+  readonly databaseUrl: string;
   /** Every server started through `start`, so cleanup can kill whatever is still running. */
   readonly servers: RunningServer[];
   /** Starts the built server (as test/support/process.ts does) and waits, at most 30 s, for it to listen. */
@@ -32,12 +35,12 @@ export async function install(extraEnv: NodeJS.ProcessEnv = {}): Promise<Install
   const dir = mkdtempSync(join(tmpdir(), 'tessera-security-'));
   const port = await freePort();
   const issuer = `http://127.0.0.1:${port}`;
-  const databasePath = join(dir, 'data', 'tessera.db');
+  const database = await createTestDatabase(join(dir, 'data'));
   const env: NodeJS.ProcessEnv = {
     PORT: String(port),
     HOST: '127.0.0.1',
     ISSUER: issuer,
-    DATABASE_URL: databasePath,
+    DATABASE_URL: database.url,
     KEYS_DIR: join(dir, 'keys'),
     // Ticks (which take the key lock) every second, so a kill can land while the lock is held.
     KEY_RELOAD_INTERVAL: '1',
@@ -51,7 +54,7 @@ export async function install(extraEnv: NodeJS.ProcessEnv = {}): Promise<Install
     dir,
     env,
     issuer,
-    databasePath,
+    databaseUrl: database.url,
     servers,
     start: () => startServer(env, (server) => servers.push(server)),
     async cleanup() {
@@ -59,6 +62,7 @@ export async function install(extraEnv: NodeJS.ProcessEnv = {}): Promise<Install
         if (server.process.exitCode === null && server.process.signalCode === null) server.process.kill('SIGKILL');
         await server.exited;
       }
+      await database.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -231,30 +235,47 @@ export function summarize(outcomes: readonly Outcome[]): string {
 
 export const tokensOf = (outcomes: readonly Outcome[]) => outcomes.flatMap((o) => (o.kind === 'token' ? [o] : []));
 
-/** Runs `work` with a read-only connection to the database (WAL lets it read beside a running server). */
-export function withDatabase<T>(path: string, work: (db: SQLite.Database) => T): T {
-  const db = new SQLite(path, { readonly: true, fileMustExist: true });
+/** Runs `work` with a connection of its own to the database (beside a running server). */
+export async function withDatabase<T>(url: string, work: (db: Db) => Promise<T>): Promise<T> {
+  const db = openDatabase(url, { poolSize: 1 });
   try {
-    return work(db);
+    return await work(db);
   } finally {
-    db.close();
+    await db.destroy();
   }
 }
 
-export function integrityCheck(path: string): string[] {
-  return withDatabase(path, (db) => (db.prepare('PRAGMA integrity_check').all() as { integrity_check: string }[]).map((r) => r.integrity_check));
-}
-
-/** The jtis among `jtis` that have no `token.issued` row. */
-export function jtisWithoutAuditRow(path: string, jtis: readonly string[]): string[] {
-  return withDatabase(path, (db) => {
-    const find = db.prepare("SELECT 1 FROM audit_events WHERE type = 'token.issued' AND jti = ?").pluck();
-    return jtis.filter((jti) => find.get(jti) === undefined);
+/**
+ * ['ok'] when the database is consistent after a crash: SQLite's integrity_check; on PostgreSQL
+ * (whose own WAL recovery is not ours to test) every table can still be read in full.
+ */
+export function integrityCheck(url: string): Promise<string[]> {
+  return withDatabase(url, async (db) => {
+    if (testDialect === 'sqlite') return (await sql<{ integrity_check: string }>`pragma integrity_check`.execute(db)).rows.map((r) => r.integrity_check);
+    for (const table of ['clients', 'client_secrets', 'audit_events', 'revoked_tokens'] as const) await db.selectFrom(table).selectAll().execute();
+    return ['ok'];
   });
 }
 
-export function countAuditRows(path: string, type: string, clientId: string): number {
-  return withDatabase(path, (db) => db.prepare('SELECT count(*) FROM audit_events WHERE type = ? AND client_id = ?').pluck().get(type, clientId) as number);
+/** The jtis among `jtis` that have no `token.issued` row. */
+export function jtisWithoutAuditRow(url: string, jtis: readonly string[]): Promise<string[]> {
+  return withDatabase(url, async (db) => {
+    const audited = new Set<string | null>();
+    for (let i = 0; i < jtis.length; i += 500) {
+      const rows = await db.selectFrom('audit_events').select('jti').where('type', '=', 'token.issued').where('jti', 'in', jtis.slice(i, i + 500)).execute();
+      for (const row of rows) audited.add(row.jti);
+    }
+    return jtis.filter((jti) => !audited.has(jti));
+  });
+}
+
+/** Audit rows of one type, for one client or for all. */
+export function countAuditRows(url: string, type: string, clientId?: string): Promise<number> {
+  return withDatabase(url, async (db) => {
+    let query = db.selectFrom('audit_events').select((eb) => eb.fn.countAll<number>().as('n')).where('type', '=', type);
+    if (clientId !== undefined) query = query.where('client_id', '=', clientId);
+    return Number((await query.executeTakeFirstOrThrow()).n);
+  });
 }
 
 /** Pino lines at level error (50) or above. */
@@ -277,8 +298,147 @@ export function exitWithin(server: RunningServer, ms: number): Promise<number | 
   return Promise.race([server.exited, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Lines of the servers' stdout and stderr that contain any of the credentials (none, we expect). */
+/** What one process wrote to one stream, named for the report. */
+export interface ProcessOutput {
+  readonly name: string;
+  readonly stream: 'stdout' | 'stderr';
+  readonly text: string;
+}
+
+/** Every server's stdout and stderr, in start order. */
+export function serverOutputs(servers: readonly RunningServer[]): ProcessOutput[] {
+  return servers.flatMap((s, i) => [
+    { name: `server ${i + 1} stdout`, stream: 'stdout' as const, text: s.stdout.join('\n') },
+    { name: `server ${i + 1} stderr`, stream: 'stderr' as const, text: s.stderr.join('') },
+  ]);
+}
+
+/** A `tessera` run's stdout and stderr. */
+export function cliOutputs(args: readonly string[], run: { readonly stdout: string; readonly stderr: string }): ProcessOutput[] {
+  const name = `tessera ${args.join(' ')}`;
+  return [
+    { name: `${name}: stdout`, stream: 'stdout', text: run.stdout },
+    { name: `${name}: stderr`, stream: 'stderr', text: run.stderr },
+  ];
+}
+
+/**
+ * The parts of a credential that are secret on their own, each of which must not leak either: the
+ * credential itself; the random part of a `tsec_<id>_<random>` secret (its id is public); the
+ * signature of a JWT; the digest of an argon2 hash; the value of a Basic or Bearer header (the
+ * base64 of `id:secret` holds neither on its own).
+ */
+export function leakForms(credential: string): string[] {
+  const forms = [credential];
+  const header = /^(?:Basic|Bearer) (.+)$/.exec(credential);
+  if (header) forms.push(...leakForms(header[1]!));
+  const secret = /^tsec_[0-9a-f]{16}_([A-Za-z0-9_-]{43})$/.exec(credential);
+  if (secret) forms.push(secret[1]!);
+  const jwt = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.([A-Za-z0-9_-]{40,})$/.exec(credential);
+  if (jwt) forms.push(jwt[1]!);
+  const hash = /^\$argon2[a-z]*\$.*\$([A-Za-z0-9+/]{20,})$/.exec(credential);
+  if (hash) forms.push(hash[1]!);
+  return forms;
+}
+
+/**
+ * Whatever its value, no output line may hold something shaped like a Tessera secret, a signed
+ * JWT or an argon2 hash: this catches the credentials a test never saw (another client's secret,
+ * a token the caller dropped). Tessera's own scrubbing leaves `tsec_[redacted]`, which is not one.
+ */
+export const CREDENTIAL_SHAPES: readonly RegExp[] = [
+  /tsec_[0-9a-f]{16}_[A-Za-z0-9_-]{20,}/,
+  /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{40,}/,
+  /\$argon2/,
+];
+
+/**
+ * A line as written, and as it reads once its percent-encoding and each base64 run in it are
+ * decoded: a credential can leak wrapped (a Basic header's value is base64 of `id:secret`, and
+ * clients percent-encode the two differently, e.g. openid-client writes "_" as "%5F").
+ */
+function readings(line: string): string[] {
+  const unpercent = (text: string) => {
+    try {
+      return decodeURIComponent(text.replaceAll('+', ' '));
+    } catch {
+      return text;
+    }
+  };
+  const unbase64 = (text: string) => [...text.matchAll(/[A-Za-z0-9+/_-]{16,}={0,2}/g)].map(([run]) => Buffer.from(run, 'base64').toString('latin1'));
+  const written = [line, unpercent(line)];
+  const unwrapped = written.flatMap(unbase64);
+  return [...written, ...unwrapped, ...unwrapped.map(unpercent)];
+}
+
+/**
+ * Lines of `outputs` that hold, as written or decoded, a form (leakForms) of any of
+ * `credentials` or anything credential-shaped (CREDENTIAL_SHAPES), as "<output name>: <line>"
+ * cut to 300 characters.
+ */
+export function credentialLines(outputs: readonly ProcessOutput[], credentials: readonly string[]): string[] {
+  const forms = [...new Set(credentials.flatMap(leakForms))];
+  const leaks = (text: string) => forms.some((f) => text.includes(f)) || CREDENTIAL_SHAPES.some((shape) => shape.test(text));
+  return outputs.flatMap(({ name, text }) =>
+    text
+      .split('\n')
+      .filter((line) => readings(line).some(leaks))
+      .map((line) => `${name}: ${line}`.slice(0, 300)),
+  );
+}
+
+/** `text` with its one occurrence of `expected` cut out; throws unless `expected` occurs exactly once. */
+export function cutOnce(text: string, expected: string): string {
+  const at = text.indexOf(expected);
+  if (at === -1 || text.indexOf(expected, at + 1) !== -1) {
+    throw new Error(`expected exactly one occurrence of ${JSON.stringify(expected.slice(0, 80))}, found ${text.split(expected).length - 1}`);
+  }
+  return text.slice(0, at) + text.slice(at + expected.length);
+}
+
+/**
+ * The banner main.ts prints on stderr, once, when the first start creates the bootstrap admin
+ * client: the one place its secret may appear (on the `client_secret:` line).
+ */
+const BOOTSTRAP_BANNER = /^=+ Tessera bootstrap admin client \(shown once\) =+\nclient_id: +(\S+)\nclient_secret: (tsec_\S+)\n(?:(?!=+\n).*\n)*=+$/gm;
+
+export interface BootstrapAdmin {
+  readonly clientId: string;
+  readonly secret: string;
+}
+
+/**
+ * Finds the bootstrap banner among `outputs` and cuts its secret's line out of it, so that what
+ * remains can be scanned for that secret like any other credential. Throws if a banner is printed
+ * more than once or anywhere but stderr.
+ */
+export function withoutBootstrapBanner(outputs: readonly ProcessOutput[]): { bootstrap?: BootstrapAdmin; outputs: ProcessOutput[] } {
+  let bootstrap: BootstrapAdmin | undefined;
+  const rest = outputs.map((output) => {
+    const banners = [...output.text.matchAll(BOOTSTRAP_BANNER)];
+    if (banners.length === 0) return output;
+    if (bootstrap || banners.length > 1) throw new Error(`the bootstrap banner was printed more than once (again in ${output.name})`);
+    if (output.stream !== 'stderr') throw new Error(`the bootstrap banner was printed on ${output.name}, not on stderr`);
+    const [banner] = banners as [RegExpExecArray];
+    bootstrap = { clientId: banner[1]!, secret: banner[2]! };
+    const line = `client_secret: ${bootstrap.secret}\n`;
+    const at = banner.index + banner[0].indexOf(line);
+    return { ...output, text: output.text.slice(0, at) + output.text.slice(at + line.length) };
+  });
+  return { bootstrap, outputs: rest };
+}
+
+/**
+ * Lines of the servers' stdout and stderr that hold a credential (none, we expect): a form of any
+ * of `credentials`, anything credential-shaped, or the bootstrap admin's secret anywhere but the
+ * `client_secret:` line of its banner.
+ */
 export function credentialsInOutput(servers: readonly RunningServer[], credentials: readonly string[]): string[] {
-  const lines = servers.flatMap((s) => [...s.stdout, ...s.stderr.join('').split('\n')]);
-  return lines.filter((line) => credentials.some((c) => line.includes(c))).map((line) => line.slice(0, 200));
+  const { bootstrap, outputs } = withoutBootstrapBanner(serverOutputs(servers));
+  return credentialLines(outputs, bootstrap ? [...credentials, bootstrap.secret] : credentials);
+}
+
+/** The argon2 hashes of every client secret stored now. */
+export function storedSecretHashes(url: string): Promise<string[]> {
+  return withDatabase(url, async (db) => (await db.selectFrom('client_secrets').select('hash').execute()).map((r) => r.hash));
 }

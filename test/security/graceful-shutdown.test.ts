@@ -80,8 +80,8 @@ describe.each(SIGNALS)('%s', (signal) => {
     expect.soft(outcomes.filter((o) => o.kind === 'truncated' || o.kind === 'malformed'), stats).toEqual([]);
     expect.soft(outcomes.filter((o) => o.kind === 'status'), stats).toEqual([]);
 
-    expect.soft(jtisWithoutAuditRow(inst.databasePath, tokens.map((t) => t.jti)), `tokens received without an audit row; ${stats}`).toEqual([]);
-    expect.soft(integrityCheck(inst.databasePath), stats).toEqual(['ok']);
+    expect.soft(await jtisWithoutAuditRow(inst.databaseUrl, tokens.map((t) => t.jti)), `tokens received without an audit row; ${stats}`).toEqual([]);
+    expect.soft(await integrityCheck(inst.databaseUrl), stats).toEqual(['ok']);
     expect.soft(readdirSync(inst.env.KEYS_DIR!), `key lock left behind; ${stats}`).not.toContain('.lock');
   }, 90_000);
 });

@@ -29,8 +29,10 @@ import { openDatabase, type Db } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import { KeyManager, auditKeyEvents, keyPolicy } from '../../src/keys/key-manager.js';
 import type { Keystore } from '../../src/keys/keystore.js';
-import { Limits } from '../../src/limits/index.js';
+import { serverLimits, type Limits } from '../../src/limits/index.js';
 import { createLogger } from '../../src/log.js';
+import { Metrics } from '../../src/ops/metrics.js';
+import { createTestDatabase } from './database.js';
 
 /** Counts argon2 verifications, so tests can prove every failure pays the same work. */
 export class CountingHasher extends SecretHasher {
@@ -104,6 +106,8 @@ export interface Harness {
   /** The same client operations the CLI uses (disable, delete, revoke-tokens, …). */
   readonly service: ClientServiceDeps;
   readonly limits: Limits;
+  /** The app's metrics registry (served at /metrics unless METRICS_PORT is set). */
+  readonly metrics: Metrics;
   createClient(input: ClientSettingsInput): Promise<{ client: Client; secret: string }>;
   rotateSecret(clientId: string, previousSecretExpiresIn: number): Promise<string>;
   /** Audit rows in order, optionally only those whose type starts with `typePrefix`. */
@@ -117,7 +121,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const dir = mkdtempSync(join(tmpdir(), 'tessera-test-'));
   // Every request in a test comes from one address: the abuse limits are off unless a test sets them.
   const noLimits = { AUTH_FAILURES_PER_ADDRESS: '1000000', AUTH_FAILURES_PER_CLIENT: '1000000', TOKEN_RATE_LIMIT: '0' };
-  const config = loadConfig({ DATABASE_URL: join(dir, 'tessera.db'), KEYS_DIR: join(dir, 'keys'), ISSUER, LOG_LEVEL: 'info', ...noLimits, ...env });
+  const database = await createTestDatabase(dir);
+  const config = loadConfig({ DATABASE_URL: database.url, KEYS_DIR: join(dir, 'keys'), ISSUER, LOG_LEVEL: 'info', ...noLimits, ...env });
   const logLines: Record<string, unknown>[] = [];
   const sensitive = new Set<string>();
   const sink = new Writable({
@@ -127,15 +132,17 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     },
   });
   const log = createLogger(config.logLevel, sink);
-  const db = openDatabase(config.databasePath);
+  const db = openDatabase(config.databaseUrl);
   await migrateToLatest(db);
   const clock = new TestClock();
   const auditLog = new AuditLog(writeAuditRows(db), log, clock);
   const keys = await KeyManager.open(keyPolicy(config, clock), auditKeyEvents(auditLog), log);
   const hasher = new CountingHasher(config.argon2, config.argon2Limits);
   const records = clientRecords(db, config, clock);
-  const limits = new Limits(config.limits, clock, auditLog);
-  const app = createApp(config, { db, records, limits, auditLog, keys, hasher, log, clock });
+  const limits = serverLimits(config, db, clock, auditLog, log);
+  const clientChanged = (clientId: string) => records.invalidate(clientId);
+  const metrics = new Metrics(config);
+  const app = createApp(config, { db, records, clientChanged, limits, auditLog, keys, hasher, log, clock, metrics });
   const deps: ClientServiceDeps = {
     db,
     hasher,
@@ -143,7 +150,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     limits: { maxAccessTokenTtl: config.accessTokenMaxTtl },
     auditLog,
     actor: 'test',
-    clientChanged: (clientId) => records.invalidate(clientId),
+    clientChanged,
   };
 
   return {
@@ -161,6 +168,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     dir,
     service: deps,
     limits,
+    metrics,
     async createClient(input) {
       const { client, clientSecret } = await createClient(deps, input);
       sensitive.add(clientSecret);
@@ -180,6 +188,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
       const auditRows = await db.selectFrom('audit_events').selectAll().execute().catch(() => []);
       assertNothingLeaked([...sensitive, ...hashes.map((r) => r.hash)], [...logLines, ...auditRows]);
       await db.destroy();
+      await database.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -22,7 +22,7 @@ export interface RunningServer {
   readonly process: ChildProcess;
   readonly stdout: string[];
   readonly stderr: string[];
-  /** Resolves with the exit code once the process has ended. */
+  /** Resolves with the exit code once the process has ended and all of its output has been read. */
   readonly exited: Promise<number | null>;
 }
 
@@ -37,7 +37,9 @@ export function startServer(env: NodeJS.ProcessEnv, track: (server: RunningServe
   const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const stdout: string[] = [];
   const stderr: string[] = [];
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': it comes once stdout and stderr are drained, so what a test reads of
+  // them after `exited` is all the process wrote.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const server: RunningServer = { process: child, stdout, stderr, exited };
   track(server);
   child.stderr.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
@@ -55,6 +57,11 @@ export function startServer(env: NodeJS.ProcessEnv, track: (server: RunningServe
           resolve(server);
         }
       }
+    });
+    // A last line without its newline (a process killed mid-write) is output too.
+    child.stdout.once('end', () => {
+      if (buffered !== '') stdout.push(buffered);
+      buffered = '';
     });
     void exited.then((code) => {
       clearTimeout(timer);

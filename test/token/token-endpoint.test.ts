@@ -52,6 +52,15 @@ describe('successful issuance (RFC 6749 §4.4.3, RFC 9068)', () => {
     expect(res.body).toMatchObject({ token_type: 'Bearer', expires_in: 3600, scope: 'read:data' });
   });
 
+  it('logs one request line with request id, route, status, latency and the authenticated client_id only', async () => {
+    const accessLine = (requestId: string) => h.logLines.find((l) => l.msg === 'request' && l.request_id === requestId);
+    const ok = await token({ grant_type: 'client_credentials' }, basic(id, secret));
+    expect(accessLine(ok.headers['x-request-id']!)).toMatchObject({ method: 'POST', route: '/oauth/token', status: 200, latency_ms: expect.any(Number), client_id: id });
+    // A presented but unproven client_id is not logged as the requester.
+    const failed = await token({ grant_type: 'client_credentials' }, basic(id, tamper(secret)));
+    expect(accessLine(failed.headers['x-request-id']!)).toMatchObject({ route: '/oauth/token', status: 401, client_id: null });
+  });
+
   it('issues an RS256 at+jwt with every RFC 9068 claim, verifiable with the served JWKS', async () => {
     const res = await token({ grant_type: 'client_credentials', scope: 'read:data write:logs' }, basic(id, secret));
     const header = decodeProtectedHeader(res.body.access_token);
@@ -132,6 +141,14 @@ describe('client authentication failures (RFC 6749 §5.2 invalid_client)', () =>
       expect(res.headers['cache-control']).toBe('no-store');
     }
     expect(unknown.text).toBe(wrong.text);
+  });
+
+  it('answers a client_id holding a NUL like any unknown client (PostgreSQL refuses NUL in a query)', async () => {
+    for (const auth of [basic('a\u0000b', secret), basic(`${id}\u0000`, secret)]) {
+      const res = await token({ grant_type: 'client_credentials' }, auth);
+      expect(res.status).toBe(401);
+      expect(res.body).toEqual(generic);
+    }
   });
 
   it('pays the same argon2 cost for a secret of the wrong format or an unknown secret id', async () => {

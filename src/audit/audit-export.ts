@@ -10,6 +10,14 @@ import type { AuditEventRow } from './audit-event.table.js';
 /** Rows per query. */
 export const EXPORT_BATCH = 1000;
 
+/**
+ * An event is stamped when it is recorded and committed a moment later (milliseconds normally,
+ * seconds when the database is slow). An export reaching up to the present could pass over a row
+ * still being committed, and a next export starting where this one ended would never see it; so an
+ * export stops this long before the present, far beyond a commit's normal duration.
+ */
+export const EXPORT_SETTLE_MS = 60_000;
+
 export interface ExportRange {
   /** Epoch milliseconds, inclusive. */
   readonly since: number;

@@ -11,7 +11,7 @@ import { parseDateTime, presentAuditEvent } from '../admin/audit-events.js';
 import { presentKey } from '../admin/tokens-and-keys.js';
 import { adminAudience } from '../admin/authorize.js';
 import { listAuditEvents } from '../audit/audit-event.repository.js';
-import { auditEventPages } from '../audit/audit-export.js';
+import { EXPORT_SETTLE_MS, auditEventPages } from '../audit/audit-export.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { pruneAuditEvents } from '../audit/audit-retention.js';
 import { writeAuditRows } from '../audit/audit-writer.js';
@@ -79,7 +79,9 @@ commands:
                                            the latest audit events, oldest first (default 20)
   audit export --since <date-time> [--until <date-time>] [--format jsonl]
                                            every audit event from --since (inclusive) to --until (exclusive),
-                                           oldest first, one JSON object per line; RFC 3339 times, e.g. 2026-11-23T20:00:00Z
+                                           oldest first, one JSON object per line; RFC 3339 times, e.g. 2026-11-23T20:00:00Z;
+                                           stops a minute before now (later events may still be committing) and
+                                           prints where the next export starts
   audit prune [--older-than-days <n>]      delete audit events older than n days now (default: AUDIT_RETENTION_DAYS)
   config check                             validate the environment as the server does; show every setting
                                            and where it came from (credentials masked); opens no database or key
@@ -316,8 +318,9 @@ async function exportCommand(db: Db, values: Values, io: CliIo): Promise<number>
   if (format !== 'jsonl') throw new UsageError(`--format must be jsonl (the only export format), got ${JSON.stringify(format)}`);
   const since = dateTime('since', values.since);
   if (since === undefined) throw new UsageError('audit export needs --since <date-time>, e.g. --since 2026-11-01T00:00:00Z');
-  const until = dateTime('until', values.until);
-  if (until !== undefined && until <= since) throw new UsageError('--until must be later than --since');
+  const requestedUntil = dateTime('until', values.until);
+  if (requestedUntil !== undefined && requestedUntil <= since) throw new UsageError('--until must be later than --since');
+  const until = Math.min(requestedUntil ?? Infinity, Date.now() - EXPORT_SETTLE_MS);
 
   const stream = typeof (io.stdout as Partial<Writable>).once === 'function' ? (io.stdout as Writable) : undefined;
   let failed: Error | undefined;
@@ -327,7 +330,7 @@ async function exportCommand(db: Db, values: Values, io: CliIo): Promise<number>
   stream?.on('error', onError);
   let exported = 0;
   try {
-    for await (const rows of auditEventPages(db, { since, until })) {
+    for await (const rows of auditEventPages(db, { since, until: Math.max(since, until) })) {
       if (failed) break;
       const written = io.stdout.write(rows.map((row) => `${JSON.stringify(presentAuditEvent(row))}\n`).join(''));
       exported += rows.length;
@@ -340,7 +343,9 @@ async function exportCommand(db: Db, values: Values, io: CliIo): Promise<number>
     io.stderr.write(`tessera: export stopped after ${exported} events: ${failed.message}\n`);
     return 1;
   }
-  io.stderr.write(`exported ${exported} audit event${exported === 1 ? '' : 's'}\n`);
+  // Where this export ended is where the next one starts: together they miss and repeat nothing.
+  const next = new Date(Math.max(since, until)).toISOString();
+  io.stderr.write(`exported ${exported} audit event${exported === 1 ? '' : 's'}; the next export starts at --since ${next}\n`);
   return 0;
 }
 

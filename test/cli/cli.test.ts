@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { presentAuditEvent } from '../../src/admin/audit-events.js';
-import { EXPORT_BATCH } from '../../src/audit/audit-export.js';
+import { EXPORT_BATCH, EXPORT_SETTLE_MS } from '../../src/audit/audit-export.js';
 import { PRUNE_BATCH } from '../../src/audit/audit-retention.js';
 import { CONFIG_VARIABLES } from '../../src/cli/config-check.js';
 import { runCli } from '../../src/cli/main.js';
@@ -514,21 +514,49 @@ describe('tessera audit export', () => {
 
     const res = await cli('audit', 'export', '--since', '2026-01-01T00:00:00Z', '--until', '2026-01-02T01:00:00+01:00', '--format', 'jsonl');
     expect(res.code).toBe(0);
-    expect(res.stderr).toBe(`exported ${inside.length} audit events\n`);
+    expect(res.stderr).toBe(`exported ${inside.length} audit events; the next export starts at --since 2026-01-02T00:00:00.000Z\n`);
     const events = lines(res.stdout);
     const expected = [...inside].sort((a, b) => a.occurred_at - b.occurred_at || (a.id < b.id ? -1 : 1));
     expect(events.map((e) => e.id)).toEqual(expected.map((r) => r.id));
     const stored = await withDb((db) => db.selectFrom('audit_events').selectAll().where('id', '=', expected[0]!.id).executeTakeFirstOrThrow());
     expect(events[0]).toEqual(presentAuditEvent(stored));
 
-    // --format defaults to jsonl; without --until, up to the newest event.
+    // --format defaults to jsonl; without --until, up to a minute ago.
     expect(lines((await cli('audit', 'export', '--since', '2026-01-01T00:00:00.000Z')).stdout)).toHaveLength(inside.length + 2);
+  });
+
+  it('stops a minute before now, where rows may still be committing, and names where the next export starts', async () => {
+    await cli('migrate');
+    const now = Date.now();
+    const settled = rowsAt([now - EXPORT_SETTLE_MS - 5_000], 'test.settled');
+    const recent = rowsAt([now - EXPORT_SETTLE_MS + 5_000, now - 1_000], 'test.recent');
+    await withDb((db) => insertRows(db, [...settled, ...recent]));
+    const since = new Date(now - 10 * EXPORT_SETTLE_MS).toISOString();
+
+    for (const until of [[], ['--until', new Date(now + 3_600_000).toISOString()]]) {
+      const res = await cli('audit', 'export', '--since', since, ...until);
+      expect(res.code).toBe(0);
+      expect(lines(res.stdout).map((e) => e.id)).toEqual(settled.map((r) => r.id));
+      const next = /; the next export starts at --since (\S+)\n$/.exec(res.stderr)?.[1];
+      // The next export, from there, gets each recent row: none is skipped between the two.
+      expect(Date.parse(next!)).toBeGreaterThan(settled[0]!.occurred_at);
+      expect(Date.parse(next!)).toBeLessThanOrEqual(Math.min(...recent.map((r) => r.occurred_at)));
+    }
+
+    // A --since within the last minute exports nothing yet, and starts the next export there.
+    const fresh = new Date(now - 1_000).toISOString();
+    const res = await cli('audit', 'export', '--since', fresh);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toBe('');
+    expect(res.stderr).toBe(`exported 0 audit events; the next export starts at --since ${fresh}\n`);
   });
 
   it('shows no credential: secrets and hashes stay out of the exported events', async () => {
     const { client_id } = JSON.parse((await cli('clients', 'create', '--name', 'x', '--json')).stdout) as { client_id: string };
     await cli('clients', 'rotate-secret', client_id, '--json');
-    const res = await cli('audit', 'export', '--since', new Date(Date.now() - 60_000).toISOString());
+    // Old enough to be exported: the export leaves the last minute alone.
+    await withDb((db) => db.updateTable('audit_events').set({ occurred_at: Date.now() - 2 * EXPORT_SETTLE_MS }).execute());
+    const res = await cli('audit', 'export', '--since', new Date(Date.now() - 3 * EXPORT_SETTLE_MS).toISOString());
     expect(lines(res.stdout).map((e) => e.type)).toEqual(expect.arrayContaining(['client.created', 'client.secret_rotated']));
     // afterEach checks this run's output for the two secrets and their hashes.
   });

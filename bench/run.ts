@@ -38,6 +38,9 @@ const DISTINCT_CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
 const MEMORY_CLIENTS = Number(process.env.BENCH_MEMORY_CLIENTS ?? 10_000);
 const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
 // BENCH_ONLY=memory runs only the memory run (when investigating RSS).
+// BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof': node flags for every Tessera process
+// started (Node refuses profiling flags in NODE_OPTIONS).
+const TESSERA = [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/main.js'];
 const API = 'https://api.example.com';
 
 interface Credentials {
@@ -193,7 +196,7 @@ async function main(): Promise<void> {
     await db.destroy();
 
     const jwksUrl = `${url}/.well-known/jwks.json`;
-    let server = await startProcess(['dist/src/main.js'], env, jwksUrl);
+    let server = await startProcess(TESSERA, env, jwksUrl);
     let warmed = (await warm(url, [one!])) + (await warm(url, many));
     const single = await load('token, cached credentials, 1 client', tokenLoad(url, [one!]));
     const distinct = await load(`token, cached credentials, ${DISTINCT_CLIENTS} clients`, tokenLoad(url, many));
@@ -210,7 +213,7 @@ async function main(): Promise<void> {
     await stop(server);
 
     // Every request pays argon2: the same server with the verified-credential cache off.
-    server = await startProcess(['dist/src/main.js'], { ...env, CREDENTIAL_CACHE_TTL: '0' }, jwksUrl);
+    server = await startProcess(TESSERA, { ...env, CREDENTIAL_CACHE_TTL: '0' }, jwksUrl);
     const uncached = await load('token, uncached credentials (argon2 each)', tokenLoad(url, [one!]));
     await stop(server);
 
@@ -259,16 +262,21 @@ async function memoryRun(dir: string, port: number): Promise<void> {
   await db.destroy();
 
   const server = await startProcess(
-    ['dist/src/main.js'],
+    TESSERA,
     { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'memory-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: '0', ...argon2, ...extraEnv() },
     `${url}/.well-known/jwks.json`,
   );
   await warm(url, clients);
   const before = rssMb(server);
+  // The curve tells a leak (growth all along) from a heap settling at its working size.
+  const curve: number[] = [];
+  const sampler = setInterval(() => curve.push(rssMb(server)), 10_000);
   await load(`token, ${MEMORY_CLIENTS} clients, ${MEMORY_SECONDS} s`, tokenLoad(url, clients), MEMORY_SECONDS);
+  clearInterval(sampler);
   const after = rssMb(server);
   await stop(server);
   say(`memory: RSS ${before} MB after warm-up → ${after} MB after ${MEMORY_SECONDS} s (growth ${after - before} MB)`);
+  say(`memory: RSS every 10 s from the start of the load (warm-up included): ${curve.join(', ')} MB`);
 }
 
 /** Token endpoint, 1 client, cached credentials: SQLite ×1, PostgreSQL ×1 and ×2 instances. */
@@ -301,7 +309,7 @@ async function scaleRun(dir: string, port: number): Promise<void> {
       try {
         for (const [i, url] of urls.entries()) {
           const env = { PORT: String(port + i), ISSUER: `http://127.0.0.1:${port}`, DATABASE_URL: setup.databaseUrl, KEYS_DIR: join(dir, 'scale-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: setup.rateLimit };
-          servers.push(await startProcess(['dist/src/main.js'], env, `${url}/.well-known/jwks.json`));
+          servers.push(await startProcess(TESSERA, env, `${url}/.well-known/jwks.json`));
           ok += await warm(url, [client!]);
         }
         const row = await loadSplit(`token, 1 client, ${setup.name}`, urls.map((url) => tokenLoad(url, [client!])));

@@ -1,8 +1,8 @@
 /**
  * `npm run bench`: Tessera on a temporary SQLite database under autocannon (keep-alive, 50
  * connections, BENCH_DURATION seconds after a warm-up), measured in the same run against the
- * machine's raw RS256 signing rate and a stock oidc-provider server. Prints req/s, p50/p99 latency
- * and errors per scenario, the ratios, RSS growth over a run with BENCH_MEMORY_CLIENTS distinct
+ * machine's raw RS256 signing rate and a stock oidc-provider server (alternating with Tessera, in
+ * BENCH_ROUNDS rounds). Prints req/s, p50/p99 latency and errors per scenario, the ratios, RSS growth over a run with BENCH_MEMORY_CLIENTS distinct
  * clients, and checks that every 200 token response has its audit row.
  *
  * BENCH_ONLY=scale instead compares the token endpoint on SQLite with PostgreSQL
@@ -35,6 +35,9 @@ const DURATION = Number(process.env.BENCH_DURATION ?? 10);
 const WARMUP = 2;
 const CONNECTIONS = 50;
 const DISTINCT_CLIENTS = Number(process.env.BENCH_CLIENTS ?? 1000);
+// Tessera, stock oidc-provider and raw signing alternate this many times for the headline ratios.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUND_SECONDS = Number(process.env.BENCH_ROUND_SECONDS ?? 5);
 const MEMORY_CLIENTS = Number(process.env.BENCH_MEMORY_CLIENTS ?? 10_000);
 const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
 // BENCH_ONLY=memory runs only the memory run (when investigating RSS).
@@ -59,7 +62,6 @@ interface Row {
   ok: number;
 }
 
-const rows: Row[] = [];
 const basic = ({ id, secret }: Credentials) => `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`;
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -112,7 +114,6 @@ async function loadSplit(scenario: string, targets: readonly Options[], seconds 
     errors: sum((r) => r.errors + r.timeouts),
     ok: warmup.reduce((total, r) => total + r['2xx'], 0) + sum((r) => r['2xx']),
   };
-  rows.push(row);
   say(`${scenario.padEnd(44)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  errors ${row.errors}`);
   return row;
 }
@@ -179,7 +180,7 @@ async function main(): Promise<void> {
   const port = 39_000 + Math.floor(Math.random() * 1000);
   const url = `http://127.0.0.1:${port}`;
   const dbPath = join(dir, 'tessera.db');
-  const env = { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: '0' };
+  const env = { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: '0', ...extraEnv() };
   say(`machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}`);
   say(`load: autocannon, ${CONNECTIONS} connections, keep-alive, ${WARMUP} s warm-up then ${DURATION} s per scenario\n`);
 
@@ -210,6 +211,11 @@ async function main(): Promise<void> {
       body: `token=${token.access_token}`,
     });
     await load('JWKS', { url: `${url}/.well-known/jwks.json` });
+
+    const stockPort = port + 1;
+    const stock = await startProcess(['dist/bench/stock-provider.js', String(stockPort), 'stock', 'stock-secret'], {}, `http://127.0.0.1:${stockPort}/jwks`);
+    const rounds = await alternate(tokenLoad(url, [one!]), tokenLoad(url, many), tokenLoad(`http://127.0.0.1:${stockPort}`, [{ id: 'stock', secret: 'stock-secret' }]));
+    await stop(stock);
     await stop(server);
 
     // Every request pays argon2: the same server with the verified-credential cache off.
@@ -218,33 +224,52 @@ async function main(): Promise<void> {
     await stop(server);
 
     const audited = await issuedRows(dbPath);
-    const ok = single.ok + distinct.ok + uncached.ok + warmed;
+    const ok = single.ok + distinct.ok + uncached.ok + rounds.tesseraOk + warmed;
     // Every token a client received has its row. A run ends by closing its connections, so tokens
     // issued to requests cut off then have rows but were never received: at most one per connection
-    // per run (warm-up and measured, three token scenarios).
-    const cutOff = 6 * CONNECTIONS;
+    // per run (warm-up and measured; three token scenarios and Tessera's two turns in each round).
+    const cutOff = 2 * (3 + 2 * ROUNDS) * CONNECTIONS;
     const complete = audited >= ok && audited - ok <= cutOff;
     say(`\naudit: ${audited} token.issued rows for ${ok} token responses with status 200 (${audited - ok} issued to requests cut off at run ends, at most ${cutOff}) — ${complete ? 'ok' : 'ROWS MISSING'}`);
     if (!complete) process.exitCode = 1;
 
-    const stockPort = port + 1;
-    const stock = await startProcess(['dist/bench/stock-provider.js', String(stockPort), 'stock', 'stock-secret'], {}, `http://127.0.0.1:${stockPort}/jwks`);
-    const stockRow = await load('stock oidc-provider, 1 client', tokenLoad(`http://127.0.0.1:${stockPort}`, [{ id: 'stock', secret: 'stock-secret' }]));
-    await stop(stock);
-
-    const signing = await rawSigningRate(DURATION);
-    say(`${'raw RS256 signing (worker per core)'.padEnd(44)} ${String(signing.perSecond).padStart(7)} sig/s  (${signing.threads} threads)`);
-
-    say('\nratios');
-    say(`  Tessera (1 client) ÷ stock oidc-provider:     ${(single.rps / stockRow.rps).toFixed(2)}`);
-    say(`  Tessera (1 client) ÷ raw signing rate:        ${(single.rps / signing.perSecond).toFixed(2)}`);
-    say(`  ${DISTINCT_CLIENTS} clients ÷ 1 client:                 ${(distinct.rps / single.rps).toFixed(2)}`);
+    say(`\nratios (median of ${ROUNDS} rounds, lowest–highest)`);
+    say(`  Tessera (1 client) ÷ stock oidc-provider:     ${spread(rounds.stock)}`);
+    say(`  Tessera (1 client) ÷ raw signing rate:        ${spread(rounds.signing)}`);
+    say(`  ${DISTINCT_CLIENTS} clients ÷ 1 client:                 ${spread(rounds.many)}`);
 
     if (MEMORY_CLIENTS > 0) await memoryRun(dir, port + 2);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/**
+ * Tessera's token endpoint (one client, then DISTINCT_CLIENTS), the stock oidc-provider and raw
+ * signing, measured in turn, ROUNDS times. A shared host's speed drifts by tens of percent within
+ * minutes; measured once, one after the other, each would meet a different machine. Alternating,
+ * each round's ratios compare like with like, and the spread of the rounds shows the noise left.
+ */
+async function alternate(tessera: Options, tesseraMany: Options, stock: Options): Promise<{ stock: number[]; signing: number[]; many: number[]; tesseraOk: number }> {
+  const ratios = { stock: [] as number[], signing: [] as number[], many: [] as number[], tesseraOk: 0 };
+  for (let round = 1; round <= ROUNDS; round += 1) {
+    const ours = await load(`round ${round}: Tessera, 1 client`, tessera, ROUND_SECONDS);
+    const oursMany = await load(`round ${round}: Tessera, ${DISTINCT_CLIENTS} clients`, tesseraMany, ROUND_SECONDS);
+    const theirs = await load(`round ${round}: stock oidc-provider, 1 client`, stock, ROUND_SECONDS);
+    const signing = await rawSigningRate(ROUND_SECONDS);
+    say(`${`round ${round}: raw RS256 signing (worker per core)`.padEnd(44)} ${String(signing.perSecond).padStart(7)} sig/s  (${signing.threads} threads)`);
+    ratios.stock.push(ours.rps / theirs.rps);
+    ratios.signing.push(ours.rps / signing.perSecond);
+    ratios.many.push(oursMany.rps / ours.rps);
+    ratios.tesseraOk += ours.ok + oursMany.ok;
+  }
+  return ratios;
+}
+
+const spread = (values: readonly number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return `${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} (${sorted[0]!.toFixed(2)}–${sorted[sorted.length - 1]!.toFixed(2)})`;
+};
 
 /** RSS across a long run with many distinct clients: the caches must stay bounded. */
 /** BENCH_SERVER_ENV='A=1 B=2': extra server settings for an investigation. */

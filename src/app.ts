@@ -92,6 +92,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     clock,
     leeway: config.clockLeeway,
     maxTokenAge: config.accessTokenMaxTtl,
+    cacheSize: config.verifiedTokenCacheSize,
   });
   const inspect = createTokenInspector(db, verify);
   const introspection = { db, authenticate, limits, inspect, auditLog, clock, issuer: config.issuer, metrics };

@@ -50,6 +50,8 @@ export interface Config {
   readonly credentialCacheTtl: number;
   /** Most verified secrets remembered at once. */
   readonly credentialCacheSize: number;
+  /** Most verified access tokens introspection remembers at once; 0 verifies every time. */
+  readonly verifiedTokenCacheSize: number;
   /** Seconds a client's record stays cached; changes made by another process apply within this. */
   readonly clientCacheTtl: number;
   /** Abuse limits (limits/): failed authentications before back-off, and tokens per minute. */
@@ -148,6 +150,7 @@ export function loadConfig(env: Env = process.env): Config {
   const argon2Limits = { concurrency: int('ARGON2_CONCURRENCY', availableParallelism(), 1, 256), queue: int('ARGON2_QUEUE', 32, 0, 100_000) };
   const credentialCacheTtl = int('CREDENTIAL_CACHE_TTL', 300, 0, 86_400);
   const credentialCacheSize = int('CREDENTIAL_CACHE_SIZE', 10_000, 1, 10_000_000);
+  const verifiedTokenCacheSize = int('VERIFIED_TOKEN_CACHE_SIZE', 10_000, 0, 10_000_000);
   const clientCacheTtl = int('CLIENT_CACHE_TTL', 1, 0, 60);
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
   const bootstrapAdmin = parseBoolean('TESSERA_BOOTSTRAP_ADMIN', env.TESSERA_BOOTSTRAP_ADMIN, true, problems);
@@ -198,6 +201,7 @@ export function loadConfig(env: Env = process.env): Config {
     argon2Limits: Object.freeze(argon2Limits),
     credentialCacheTtl,
     credentialCacheSize,
+    verifiedTokenCacheSize,
     clientCacheTtl,
     limits: Object.freeze(limits),
     tokenCorsOrigins: Object.freeze(tokenCorsOrigins),

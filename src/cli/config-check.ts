@@ -32,6 +32,7 @@ export const CONFIG_VARIABLES: readonly (readonly [variable: string, value: (con
   ['CLOCK_LEEWAY', (c) => c.clockLeeway],
   ['CREDENTIAL_CACHE_TTL', (c) => c.credentialCacheTtl],
   ['CREDENTIAL_CACHE_SIZE', (c) => c.credentialCacheSize],
+  ['VERIFIED_TOKEN_CACHE_SIZE', (c) => c.verifiedTokenCacheSize],
   ['AUTH_FAILURES_PER_ADDRESS', (c) => c.limits.authFailuresPerAddress],
   ['AUTH_FAILURES_PER_CLIENT', (c) => c.limits.authFailuresPerClient],
   ['AUTH_FAILURE_WINDOW', (c) => c.limits.authFailureWindow],

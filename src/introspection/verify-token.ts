@@ -1,7 +1,8 @@
 /**
  * Is this string an access token Tessera issued and still accepts? jose does the checks, in its
  * order: decode, header (RS256, typ at+jwt), key by kid from our keystore, signature, claims
- * (iss, exp and iat with a small leeway). Any failure is a reason code, never an exception: callers
+ * (iss, exp and iat with a small leeway); a token it accepted before skips them while they cannot
+ * have changed (verified-tokens.ts). Any failure is a reason code, never an exception: callers
  * answer `{"active": false}` or ignore the token, and never a 5xx.
  */
 import { errors as joseErrors, jwtVerify, type JWTHeaderParameters } from 'jose';
@@ -9,6 +10,7 @@ import { errors as joseErrors, jwtVerify, type JWTHeaderParameters } from 'jose'
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Keystore } from '../keys/keystore.js';
 import { SIGNING_ALG } from '../keys/keystore.js';
+import { VerifiedTokens } from './verified-tokens.js';
 
 /** RFC 9068 §2.2 claims, as Tessera issues them. */
 export interface AccessTokenClaims {
@@ -32,6 +34,8 @@ export interface VerifierOptions {
   readonly leeway: number;
   /** No token of ours lives longer than ACCESS_TOKEN_MAX_TTL; older iat values are not ours. */
   readonly maxTokenAge: number;
+  /** Most verified tokens remembered at once (verified-tokens.ts); 0 verifies every time. */
+  readonly cacheSize: number;
 }
 
 // Ours are about 900 characters; anything far larger is not worth parsing.
@@ -46,23 +50,28 @@ const JOSE_REASONS: Readonly<Record<string, string>> = {
   [joseErrors.JWTClaimValidationFailed.code]: 'invalid_claims',
 };
 
-export function createTokenVerifier({ keys, issuer, clock, leeway, maxTokenAge }: VerifierOptions) {
+export function createTokenVerifier({ keys, issuer, clock, leeway, maxTokenAge, cacheSize }: VerifierOptions) {
   const key = (header: JWTHeaderParameters) => {
     const found = typeof header.kid === 'string' ? keys.current.verificationKey(header.kid) : undefined;
     if (!found) throw new UnknownKid();
     return found;
   };
+  const verified = new VerifiedTokens(cacheSize, { leeway, maxTokenAge, keyKnown: (kid) => keys.current.verificationKey(kid) !== undefined });
 
   return async function verifyAccessToken(token: string): Promise<Verification> {
     if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'too_long' };
+    const now = epochSeconds(clock);
+    const digest = verified.digest(token);
+    const remembered = digest === undefined ? undefined : verified.claims(digest, now);
+    if (remembered) return { ok: true, claims: remembered };
     try {
-      const { payload } = await jwtVerify(token, key, {
+      const { payload, protectedHeader } = await jwtVerify(token, key, {
         algorithms: [SIGNING_ALG],
         typ: 'at+jwt',
         issuer,
         clockTolerance: leeway,
         maxTokenAge,
-        currentDate: new Date(epochSeconds(clock) * 1000),
+        currentDate: new Date(now * 1000),
         requiredClaims: ['sub', 'client_id', 'aud', 'iat', 'exp', 'jti'],
       });
       const { sub, client_id, aud, iat, exp, jti, scope } = payload as Record<string, unknown>;
@@ -77,7 +86,10 @@ export function createTokenVerifier({ keys, issuer, clock, leeway, maxTokenAge }
       ) {
         return { ok: false, reason: 'invalid_claims' };
       }
-      return { ok: true, claims: { iss: issuer, sub, client_id, aud, iat, exp, jti, ...(scope === undefined ? {} : { scope }) } };
+      const claims = { iss: issuer, sub, client_id, aud, iat, exp, jti, ...(scope === undefined ? {} : { scope }) };
+      // The key resolver above accepted only a string kid.
+      if (digest !== undefined) verified.remember(digest, { claims, kid: protectedHeader.kid!, verifiedAt: now });
+      return { ok: true, claims };
     } catch (err) {
       if (err instanceof UnknownKid) return { ok: false, reason: 'unknown_kid' };
       const code = (err as { code?: string }).code;

@@ -150,7 +150,8 @@ export function loadConfig(env: Env = process.env): Config {
   const argon2Limits = { concurrency: int('ARGON2_CONCURRENCY', availableParallelism(), 1, 256), queue: int('ARGON2_QUEUE', 32, 0, 100_000) };
   const credentialCacheTtl = int('CREDENTIAL_CACHE_TTL', 300, 0, 86_400);
   const credentialCacheSize = int('CREDENTIAL_CACHE_SIZE', 10_000, 1, 10_000_000);
-  const verifiedTokenCacheSize = int('VERIFIED_TOKEN_CACHE_SIZE', 10_000, 0, 10_000_000);
+  // An entry is a digest and the claims, a few hundred bytes: a million is already hundreds of MB.
+  const verifiedTokenCacheSize = int('VERIFIED_TOKEN_CACHE_SIZE', 10_000, 0, 1_000_000);
   const clientCacheTtl = int('CLIENT_CACHE_TTL', 1, 0, 60);
   const trustProxy = parseBoolean('TRUST_PROXY', env.TRUST_PROXY, false, problems);
   const bootstrapAdmin = parseBoolean('TESSERA_BOOTSTRAP_ADMIN', env.TESSERA_BOOTSTRAP_ADMIN, true, problems);

@@ -40,6 +40,9 @@ export interface VerifierOptions {
 
 // Ours are about 900 characters; anything far larger is not worth parsing.
 const MAX_TOKEN_LENGTH = 8 * 1024;
+// RFC 7515 §7.1: three base64url parts without padding. jose's decoder also takes padding and
+// whitespace, which would let one token be presented under many spellings (and cache entries).
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 class UnknownKid extends Error {}
 
@@ -60,6 +63,7 @@ export function createTokenVerifier({ keys, issuer, clock, leeway, maxTokenAge, 
 
   return async function verifyAccessToken(token: string): Promise<Verification> {
     if (token.length > MAX_TOKEN_LENGTH) return { ok: false, reason: 'too_long' };
+    if (!COMPACT_JWS.test(token)) return { ok: false, reason: 'malformed' };
     const now = epochSeconds(clock);
     const digest = verified.digest(token);
     const remembered = digest === undefined ? undefined : verified.claims(digest, now);
@@ -86,7 +90,8 @@ export function createTokenVerifier({ keys, issuer, clock, leeway, maxTokenAge, 
       ) {
         return { ok: false, reason: 'invalid_claims' };
       }
-      const claims = { iss: issuer, sub, client_id, aud, iat, exp, jti, ...(scope === undefined ? {} : { scope }) };
+      // Frozen: a remembered verification hands the same object to every later caller.
+      const claims = Object.freeze({ iss: issuer, sub, client_id, aud, iat, exp, jti, ...(scope === undefined ? {} : { scope }) });
       // The key resolver above accepted only a string kid.
       if (digest !== undefined) verified.remember(digest, { claims, kid: protectedHeader.kid!, verifiedAt: now });
       return { ok: true, claims };

@@ -73,6 +73,32 @@ describe('remembered verifications (introspection)', () => {
     expect(spy).toHaveBeenCalledTimes(2);
   });
 
+  it('takes a token in one spelling only: padding or whitespace in a part is malformed, not a second entry', async () => {
+    const { verify } = verifierAt(100, keyring().keys);
+    const token = await mint({ iat: T0, exp: T0 + 600 });
+    expect((await verify(token)).ok).toBe(true);
+    // jose's decoder would accept each of these as the same token.
+    for (const variant of [`${token}==`, `${token} `, `${token}\t`, `${token.slice(0, 40)}\n${token.slice(40)}`, ` ${token}`]) {
+      expect(await verify(variant)).toEqual({ ok: false, reason: 'malformed' });
+    }
+  });
+
+  it('does not remember a token whose signature holds but whose claims have the wrong types', async () => {
+    const spy = vi.spyOn(globalThis.crypto.subtle, 'verify');
+    const { verify } = verifierAt(100, keyring().keys);
+    const token = await mint({ iat: T0, exp: T0 + 600, scope: 5 });
+    expect(await verify(token)).toEqual({ ok: false, reason: 'invalid_claims' });
+    expect(await verify(token)).toEqual({ ok: false, reason: 'invalid_claims' });
+    expect(spy).toHaveBeenCalledTimes(2);
+  });
+
+  it('hands out claims no caller can change for the next one', async () => {
+    const { verify } = verifierAt(100, keyring().keys);
+    const token = await mint({ iat: T0, exp: T0 + 600 });
+    const first = await verify(token);
+    expect(first.ok && Object.isFrozen(first.claims)).toBe(true);
+  });
+
   it('serves nothing to a token that only shares a signature with a remembered one', async () => {
     const { verify } = verifierAt(100, keyring().keys);
     const token = await mint({ iat: T0, exp: T0 + 600 });
@@ -81,11 +107,14 @@ describe('remembered verifications (introspection)', () => {
   });
 
   it('stops at exp plus the leeway, exactly where jose does', async () => {
+    const spy = vi.spyOn(globalThis.crypto.subtle, 'verify');
     const { clock, verify } = verifierAt(100, keyring().keys);
     const token = await mint({ iat: T0, exp: T0 + 60 });
     expect((await verify(token)).ok).toBe(true);
     clock.seconds = T0 + 60 + LEEWAY - 1;
     expect((await verify(token)).ok).toBe(true);
+    // Still remembered in its last second.
+    expect(spy).toHaveBeenCalledTimes(1);
     clock.seconds = T0 + 60 + LEEWAY;
     expect(await verify(token)).toEqual({ ok: false, reason: 'expired' });
   });
@@ -94,9 +123,11 @@ describe('remembered verifications (introspection)', () => {
     const { clock, verify } = verifierAt(100, keyring().keys);
     // Its exp is far off: only the age rule ends it.
     const token = await mint({ iat: T0 - MAX_AGE, exp: T0 + MAX_AGE });
+    const spy = vi.spyOn(globalThis.crypto.subtle, 'verify');
     expect((await verify(token)).ok).toBe(true);
     clock.seconds = T0 + LEEWAY;
     expect((await verify(token)).ok).toBe(true);
+    expect(spy).toHaveBeenCalledTimes(1);
     clock.seconds = T0 + LEEWAY + 1;
     expect(await verify(token)).toEqual({ ok: false, reason: 'expired' });
   });
@@ -138,6 +169,8 @@ describe('remembered verifications (introspection)', () => {
       mint({ iat: T0 - MAX_AGE + 40, exp: T0 + 2 * MAX_AGE }),
       mint({ iat: T0 + 40, exp: T0 + 600 }),
       mint({ iat: T0, exp: T0 + 600 }, 'b', keyB.privateKey),
+      // Not valid before T0 + 30 (with the leeway): only ever passes later.
+      mint({ iat: T0, exp: T0 + 600, nbf: T0 + 40 }),
     ]);
     const candidates = [...tokens, tampered(tokens[0]), `${tokens[1]}x`];
     type Step = { kind: 'verify'; token: number } | { kind: 'tick'; seconds: number } | { kind: 'revoke-b' };

@@ -61,8 +61,4 @@ export class VerifiedTokens {
     this.#entries.set(digest, entry);
     while (this.#entries.size > this.maxEntries) this.#entries.delete(this.#entries.keys().next().value as string);
   }
-
-  get size(): number {
-    return this.#entries.size;
-  }
 }

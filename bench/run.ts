@@ -2,8 +2,9 @@
  * `npm run bench`: Tessera on a temporary SQLite database under autocannon (keep-alive, 50
  * connections, BENCH_DURATION seconds after a warm-up), measured in the same run against the
  * machine's raw RS256 signing rate and a stock oidc-provider server (alternating with Tessera, in
- * BENCH_ROUNDS rounds). Prints req/s, p50/p99 latency and errors per scenario, the ratios, RSS growth over a run with BENCH_MEMORY_CLIENTS distinct
- * clients, and checks that every 200 token response has its audit row.
+ * BENCH_ROUNDS rounds). Prints req/s, p50/p99 latency and errors per scenario, the ratios, RSS
+ * growth over a run with BENCH_MEMORY_CLIENTS distinct clients, and checks that every 200 token
+ * response has its audit row.
  *
  * BENCH_ONLY=scale instead compares the token endpoint on SQLite with PostgreSQL
  * (BENCH_DATABASE_URL, default the local server's `test` database; a schema of its own, dropped
@@ -44,6 +45,8 @@ const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
 // BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof': node flags for every Tessera process
 // started (Node refuses profiling flags in NODE_OPTIONS).
 const TESSERA = [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/main.js'];
+/** BENCH_SERVER_ENV='A=1 B=2': extra settings for every Tessera server started, for an investigation. */
+const extraEnv = () => Object.fromEntries((process.env.BENCH_SERVER_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const API = 'https://api.example.com';
 
 interface Credentials {
@@ -272,8 +275,6 @@ const spread = (values: readonly number[]) => {
 };
 
 /** RSS across a long run with many distinct clients: the caches must stay bounded. */
-/** BENCH_SERVER_ENV='A=1 B=2': extra server settings for an investigation. */
-const extraEnv = () => Object.fromEntries((process.env.BENCH_SERVER_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 
 async function memoryRun(dir: string, port: number): Promise<void> {
   const url = `http://127.0.0.1:${port}`;
@@ -333,7 +334,7 @@ async function scaleRun(dir: string, port: number): Promise<void> {
       let ok = 0;
       try {
         for (const [i, url] of urls.entries()) {
-          const env = { PORT: String(port + i), ISSUER: `http://127.0.0.1:${port}`, DATABASE_URL: setup.databaseUrl, KEYS_DIR: join(dir, 'scale-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: setup.rateLimit };
+          const env = { PORT: String(port + i), ISSUER: `http://127.0.0.1:${port}`, DATABASE_URL: setup.databaseUrl, KEYS_DIR: join(dir, 'scale-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: setup.rateLimit, ...extraEnv() };
           servers.push(await startProcess(TESSERA, env, `${url}/.well-known/jwks.json`));
           ok += await warm(url, [client!]);
         }

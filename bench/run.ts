@@ -302,7 +302,7 @@ async function memoryRun(dir: string, port: number): Promise<void> {
   const after = rssMb(server);
   await stop(server);
   say(`memory: RSS ${before} MB after warm-up → ${after} MB after ${MEMORY_SECONDS} s (growth ${after - before} MB)`);
-  say(`memory: RSS every 10 s from the start of the load (warm-up included): ${curve.join(', ')} MB`);
+  if (curve.length > 0) say(`memory: RSS every 10 s from the start of the load (warm-up included): ${curve.join(', ')} MB`);
 }
 
 /** Token endpoint, 1 client, cached credentials: SQLite ×1, PostgreSQL ×1 and ×2 instances. */

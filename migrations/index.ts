@@ -10,6 +10,7 @@ import * as auditJtiIndex from './2026-11-23-0003-audit-jti-index.js';
 import * as tokenRateLimit from './2026-11-23-0004-token-rate-limit.js';
 import * as postgresKeyOrder from './2026-11-24-0005-postgres-key-order.js';
 import * as sharedLimits from './2026-11-24-0006-shared-limits.js';
+import * as clientsVersion from './2026-11-24-0007-clients-version.js';
 
 export const migrations: Readonly<Record<string, Migration>> = {
   '2026-11-23-0001-initial': initial,
@@ -18,4 +19,5 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '2026-11-23-0004-token-rate-limit': tokenRateLimit,
   '2026-11-24-0005-postgres-key-order': postgresKeyOrder,
   '2026-11-24-0006-shared-limits': sharedLimits,
+  '2026-11-24-0007-clients-version': clientsVersion,
 };

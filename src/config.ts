@@ -52,7 +52,7 @@ export interface Config {
   readonly credentialCacheSize: number;
   /** Most verified access tokens introspection remembers at once; 0 verifies every time. */
   readonly verifiedTokenCacheSize: number;
-  /** Seconds a client's record stays cached; changes made by another process apply within this. */
+  /** Seconds between checks for client changes made by another process; they apply within this. */
   readonly clientCacheTtl: number;
   /** Abuse limits (limits/): failed authentications before back-off, and tokens per minute. */
   readonly limits: {

@@ -1,10 +1,10 @@
 /**
  * Client changes reach every instance's caches. On PostgreSQL a change is announced on one channel
  * that every server listens to (db/notifications.ts), so a disabled client or a revoked secret is
- * refused everywhere within milliseconds; the record cache's TTL (CLIENT_CACHE_TTL) bounds the delay
- * when a notification is lost, and a listener that may have missed some clears its cache. On SQLite
- * there is one server per file: it invalidates its own cache, and a change the CLI makes applies
- * within the TTL.
+ * refused everywhere within milliseconds; the record cache's check of the change counter, every
+ * CLIENT_CACHE_TTL, bounds the delay when a notification is lost, and a listener that may have
+ * missed some clears its cache. On SQLite there is one server per file: it invalidates its own
+ * cache, and a change the CLI makes applies within the TTL.
  */
 import { dialectOf } from '../config.js';
 import type { Db } from '../db/database.js';

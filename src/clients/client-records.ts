@@ -1,10 +1,13 @@
 /**
- * Client records, cached: a client's row and the secret rows presented for it, kept for a short
- * TTL so that a token or introspection request for a known client usually makes no query.
+ * Client records, cached: a client's row and the secret rows presented for it, kept in memory so
+ * that a token or introspection request for a known client usually makes no query.
  *
- * A change made through the client service invalidates the client at once in this process and, on
- * PostgreSQL, in every instance (client-changes.ts); a change another process makes to a SQLite
- * file (the CLI) applies within the TTL, which is also the backstop for a lost notification.
+ * Records stay until something changes. Triggers move a counter with every committed change to a
+ * client or a secret, whoever makes it (migrations/…-0007-clients-version.ts); once per TTL the
+ * cache reads the counter, one query whatever the number of clients, and forgets every record
+ * when it moved. A change made through the client service also invalidates the client at once in
+ * this process and, on PostgreSQL, in every instance (client-changes.ts); any other change (the
+ * CLI on a SQLite file, an operator's SQL) applies within the TTL.
  * Unknown clients and unknown secret ids are never cached, so an attacker cannot fill the cache,
  * and the number of clients kept is bounded (the least recently used goes first).
  */
@@ -12,17 +15,16 @@ import type { Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Db } from '../db/database.js';
 import type { Client } from './client.js';
-import { findClient, findSecret } from './client.repository.js';
+import { clientsVersion, findClient, findSecret } from './client.repository.js';
 import type { ClientSecretRow } from './client.table.js';
 
 interface Entry {
   readonly client: Client;
   readonly secrets: Map<string, ClientSecretRow>;
-  readonly expiresAt: number;
 }
 
 export interface ClientRecordOptions {
-  /** Milliseconds a record stays cached; 0 reads the database every time. */
+  /** Milliseconds between checks of the change counter; 0 reads the database every time. */
   readonly ttlMs: number;
   readonly maxEntries: number;
   readonly clock: Clock;
@@ -37,6 +39,10 @@ export class ClientRecords {
   readonly #entries = new Map<string, Entry>();
   /** Bumped by every invalidation: a read that started before one must not cache what it read. */
   #generation = 0;
+  /** The change counter as last read, and when that read began. */
+  #checked: { readonly version: number; readonly at: number } | undefined;
+  /** The counter read under way, shared by the requests that need it. */
+  #checking: Promise<void> | undefined;
 
   constructor(
     private readonly db: Db,
@@ -79,24 +85,39 @@ export class ClientRecords {
   async #entry(clientId: string): Promise<Entry | undefined> {
     // No client id holds a NUL (PostgreSQL text cannot), so there is nothing to look up.
     if (clientId.includes('\0')) return undefined;
-    const now = this.options.clock.now();
+    const caching = this.options.ttlMs > 0;
+    if (caching) await this.#upToDate();
     const hit = this.#entries.get(clientId);
-    if (hit && hit.expiresAt > now) {
+    if (hit) {
       // Map iteration order is insertion order: re-inserting marks it most recently used.
       this.#entries.delete(clientId);
       this.#entries.set(clientId, hit);
       return hit;
     }
-    if (hit) this.#entries.delete(clientId);
     const generation = this.#generation;
     const client = await findClient(this.db, clientId);
     if (!client) return undefined;
-    const entry: Entry = { client, secrets: new Map(), expiresAt: now + this.options.ttlMs };
-    if (this.options.ttlMs > 0 && generation === this.#generation) {
-      this.#entries.delete(clientId);
+    const entry: Entry = { client, secrets: new Map() };
+    if (caching && generation === this.#generation) {
       this.#entries.set(clientId, entry);
       while (this.#entries.size > this.options.maxEntries) this.#entries.delete(this.#entries.keys().next().value as string);
     }
     return entry;
+  }
+
+  /** Forgets every record if the change counter moved since it was read, at most once per TTL. */
+  async #upToDate(): Promise<void> {
+    const now = this.options.clock.now();
+    if (this.#checked !== undefined && now - this.#checked.at < this.options.ttlMs) return;
+    this.#checking ??= (async () => {
+      try {
+        const version = await clientsVersion(this.db);
+        if (version !== this.#checked?.version) this.clear();
+        this.#checked = { version, at: now };
+      } finally {
+        this.#checking = undefined;
+      }
+    })();
+    await this.#checking;
   }
 }

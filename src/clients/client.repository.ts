@@ -26,6 +26,12 @@ export function findSecret(db: Handle, clientId: string, secretId: string): Prom
     .executeTakeFirst();
 }
 
+/** Moves with every committed change to a client or a secret other than its last use (by trigger). */
+export async function clientsVersion(db: Handle): Promise<number> {
+  const row = await db.selectFrom('clients_version').select('version').executeTakeFirstOrThrow();
+  return Number(row.version);
+}
+
 export class DuplicateClientError extends Error {
   readonly code = 'ERR_DUPLICATE_CLIENT';
 }

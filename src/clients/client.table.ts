@@ -41,6 +41,12 @@ export interface ClientSecretTable {
   last_used_at: number | null;
 }
 
+/** `clients_version`: one row whose counter triggers move on every change to the two tables above. */
+export interface ClientsVersionTable {
+  id: number;
+  version: number;
+}
+
 export type ClientRow = Selectable<ClientTable>;
 export type NewClientRow = Insertable<ClientTable>;
 export type ClientUpdate = Updateable<ClientTable>;

@@ -28,13 +28,14 @@ import pg from 'pg';
 import { dialectOf } from '../config.js';
 
 import type { AuditEventTable } from '../audit/audit-event.table.js';
-import type { ClientSecretTable, ClientTable } from '../clients/client.table.js';
+import type { ClientSecretTable, ClientsVersionTable, ClientTable } from '../clients/client.table.js';
 import type { RevokedTokenTable } from '../introspection/revoked-token.table.js';
 import type { LimitFailureTable, TokenBucketTable } from '../limits/limit.table.js';
 
 export interface Database {
   clients: ClientTable;
   client_secrets: ClientSecretTable;
+  clients_version: ClientsVersionTable;
   audit_events: AuditEventTable;
   revoked_tokens: RevokedTokenTable;
   limit_failures: LimitFailureTable;

@@ -2,6 +2,7 @@ import type { KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ClientRecords } from '../../src/clients/client-records.js';
+import { clientsVersion, touchSecret } from '../../src/clients/client.repository.js';
 import { deleteClient, revokeSecret, setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
 import { secretIdOf } from '../../src/clients/secret.js';
 import { openDatabase } from '../../src/db/database.js';
@@ -34,6 +35,35 @@ describe('client record cache', () => {
     expect((await records.client(client.clientId))?.clientName).toBe('after');
   });
 
+  it('keeps records past the TTL while nothing changes, reading only the change counter', async () => {
+    const made = await Promise.all(['p', 'q'].map((name) => h.createClient({ client_name: name, audience: [API] })));
+    const ids = made.map((m) => m.client.clientId);
+    const queries: string[] = [];
+    const counting: KyselyPlugin = { transformQuery: (args) => (queries.push(args.node.kind), args.node), transformResult: (args) => Promise.resolve(args.result) };
+    const watched = new ClientRecords(h.db.withPlugin(counting), { ttlMs: 1000, maxEntries: 10, clock });
+    const first = await Promise.all(ids.map((id) => watched.client(id)));
+    clock.advance(1);
+    queries.length = 0;
+    const again = await Promise.all(ids.map((id) => watched.client(id)));
+    expect(again[0]).toBe(first[0]);
+    expect(again[1]).toBe(first[1]);
+    // The two requests share one read of the counter.
+    expect(queries).toEqual(['SelectQueryNode']);
+  });
+
+  it("forgets every record after the TTL once any client's secret changed, whoever changed it", async () => {
+    const { client } = await h.createClient({ client_name: 'kept', audience: [API] });
+    const { client: neighbour, secret } = await h.createClient({ client_name: 'neighbour', audience: [API] });
+    const before = await records.client(client.clientId);
+    await h.db.updateTable('client_secrets').set({ expires_at: 1 }).where('id', '=', secretIdOf(secret)!).execute();
+    expect(await records.client(client.clientId)).toBe(before);
+    clock.advance(1);
+    const after = await records.client(client.clientId);
+    expect(after).not.toBe(before);
+    expect(after?.clientId).toBe(client.clientId);
+    expect(Number((await records.secret(neighbour.clientId, secretIdOf(secret)!))?.expires_at)).toBe(1);
+  });
+
   it('reads the database again at once after an invalidation', async () => {
     const { client } = await h.createClient({ client_name: 'one', audience: [API] });
     await records.client(client.clientId);
@@ -47,8 +77,12 @@ describe('client record cache', () => {
     // Holds every query's result until released: the read has its row, but has not stored it yet.
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const held: KyselyPlugin = { transformQuery: (args) => args.node, transformResult: async (args) => (await gate, args.result) };
+    let holding = false;
+    const held: KyselyPlugin = { transformQuery: (args) => args.node, transformResult: async (args) => (holding && (await gate), args.result) };
     const slow = new ClientRecords(h.db.withPlugin(held), { ttlMs: 1000, maxEntries: 10, clock });
+    // The change counter is read first, so the read held is the client's.
+    await slow.client('nobody');
+    holding = true;
 
     const inFlight = slow.client(client.clientId);
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -85,6 +119,41 @@ describe('client record cache', () => {
     await renameInDatabase(b, 'b2');
     expect((await records.client(a))?.clientName).toBe('a');
     expect((await records.client(b))?.clientName).toBe('b2');
+  });
+});
+
+describe('the change counter', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness();
+  });
+  afterAll(() => h.close());
+
+  /** Runs a change and tells whether the counter moved. */
+  const moves = async (change: () => Promise<unknown>) => {
+    const before = await clientsVersion(h.db);
+    await change();
+    return (await clientsVersion(h.db)) !== before;
+  };
+
+  it('moves with every change to a client or a secret, by any writer', async () => {
+    let made: Awaited<ReturnType<Harness['createClient']>> | undefined;
+    expect(await moves(async () => (made = await h.createClient({ client_name: 'v', audience: [API] })))).toBe(true);
+    const { client, secret } = made!;
+    const secretId = secretIdOf(secret)!;
+    const id = client.clientId;
+    expect(await moves(() => h.db.updateTable('clients').set({ client_name: 'w' }).where('client_id', '=', id).execute())).toBe(true);
+    expect(await moves(() => h.db.updateTable('client_secrets').set({ hash: 'x' }).where('id', '=', secretId).execute())).toBe(true);
+    expect(await moves(() => h.db.updateTable('client_secrets').set({ expires_at: 1 }).where('id', '=', secretId).execute())).toBe(true);
+    expect(await moves(() => h.db.insertInto('client_secrets').values({ id: 'extra', client_id: id, hash: 'y', created_at: 1, expires_at: null, last_used_at: null }).execute())).toBe(true);
+    expect(await moves(() => h.db.deleteFrom('client_secrets').where('id', '=', 'extra').execute())).toBe(true);
+    expect(await moves(() => h.db.deleteFrom('clients').where('client_id', '=', id).execute())).toBe(true);
+  });
+
+  it("does not move when a secret's last use is recorded", async () => {
+    const { secret } = await h.createClient({ client_name: 'used', audience: [API] });
+    expect(await moves(() => touchSecret(h.db, secretIdOf(secret)!, 1_800_000_000))).toBe(false);
   });
 });
 

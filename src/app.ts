@@ -66,7 +66,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   // active key changes while it is being handled.
   const buildEngine = (keystore: Keystore) => ({
     kid: keystore.active.kid,
-    run: compose(createProvider({ issuer: config.issuer, keystore, hooks, trustProxy: config.trustProxy }).middleware),
+    run: compose(createProvider({ issuer: config.issuer, keystore, hooks, trustProxy: config.trustProxy, clientInstances: config.credentialCacheSize }).middleware),
   });
   let engine = buildEngine(keys.current);
   keys.onChange((keystore) => {

@@ -17,11 +17,13 @@ export interface ProviderOptions {
   readonly keystore: Keystore;
   readonly hooks: TokenHooks;
   readonly trustProxy: boolean;
+  /** How many clients' engine instances to keep (the verified-credential cache's size). */
+  readonly clientInstances: number;
 }
 
 const off = { enabled: false } as const;
 
-export function createProvider({ issuer, keystore, hooks, trustProxy }: ProviderOptions): Provider {
+export function createProvider({ issuer, keystore, hooks, trustProxy, clientInstances }: ProviderOptions): Provider {
   const configuration: Configuration = {
     adapter: createAdapterFactory(),
     // Only the active key: the engine signs, and is rebuilt when the active key changes.
@@ -70,7 +72,34 @@ export function createProvider({ issuer, keystore, hooks, trustProxy }: Provider
   const provider = new Provider(issuer, configuration);
   provider.proxy = trustProxy;
   provider.Client.prototype.compareClientSecret = hooks.compareClientSecret;
+  keepClientInstances(provider, clientInstances);
   provider.on('grant.error', hooks.onGrantError);
   provider.on('server_error', hooks.onServerError);
   return provider;
+}
+
+/**
+ * The engine builds a Client instance (validating its metadata) for each id it meets and keeps
+ * 100 to 200 of them, so with more clients than that in use it rebuilds one on most token
+ * requests: the largest cost of serving many clients. Every id's metadata is fixed for the life of the process
+ * (adapter.ts; the client's real state is judged by authenticate-client.ts), so an instance never
+ * goes stale and more of them can be kept, the least recently used dropped beyond `max`.
+ */
+function keepClientInstances(provider: Provider, max: number): void {
+  const build = provider.Client.find.bind(provider.Client);
+  const kept = new Map<string, Awaited<ReturnType<typeof build>>>();
+  provider.Client.find = async (id: string) => {
+    const hit = kept.get(id);
+    if (hit) {
+      kept.delete(id);
+      kept.set(id, hit);
+      return hit;
+    }
+    const client = await build(id);
+    if (client && max > 0) {
+      kept.set(id, client);
+      if (kept.size > max) kept.delete(kept.keys().next().value as string);
+    }
+    return client;
+  };
 }

@@ -26,9 +26,14 @@ export async function up(db: AnyDb): Promise<void> {
   await db.insertInto('clients_version').values({ id: 1, version: 0 }).execute();
 
   if (onPostgres(db)) {
-    // Per statement: a bulk change moves the counter once.
+    // Per statement: a bulk change moves the counter once. The counter is the one beside the table
+    // written (TG_TABLE_SCHEMA), not whatever the writer's search_path finds: several installations
+    // may share a database, and an operator's session may point at another one, or at none.
     await sql`create function clients_version_bump() returns trigger language plpgsql as $$
-      begin update clients_version set version = version + 1; return null; end $$`.execute(db);
+      begin
+        execute format('update %I.clients_version set version = version + 1', tg_table_schema);
+        return null;
+      end $$`.execute(db);
     await sql`create trigger clients_version after insert or update or delete or truncate on clients
       for each statement execute function clients_version_bump()`.execute(db);
     await sql.raw(`create trigger client_secrets_version after insert or delete or truncate or update of ${SECRET_COLUMNS}

@@ -71,8 +71,7 @@ export function createProvider({ issuer, keystore, hooks, trustProxy, clientInst
 
   const provider = new Provider(issuer, configuration);
   provider.proxy = trustProxy;
-  provider.Client.prototype.compareClientSecret = hooks.compareClientSecret;
-  keepClientInstances(provider, clientInstances);
+  provider.Client.prototype.compareClientSecret = keepClientInstances(provider, hooks.compareClientSecret, clientInstances);
   provider.on('grant.error', hooks.onGrantError);
   provider.on('server_error', hooks.onServerError);
   return provider;
@@ -81,25 +80,31 @@ export function createProvider({ issuer, keystore, hooks, trustProxy, clientInst
 /**
  * The engine builds a Client instance (validating its metadata) for each id it meets and keeps
  * 100 to 200 of them, so with more clients than that in use it rebuilds one on most token
- * requests: the largest cost of serving many clients. Every id's metadata is fixed for the life of the process
- * (adapter.ts; the client's real state is judged by authenticate-client.ts), so an instance never
- * goes stale and more of them can be kept, the least recently used dropped beyond `max`.
+ * requests: the largest cost of serving many clients. Every id's metadata is fixed for the life of
+ * the process (adapter.ts; the client's real state is judged by authenticate-client.ts), so an
+ * instance never goes stale and more of them can be kept: those of clients that authenticated,
+ * as many as the verified-credential cache holds, the least recently used dropped first. The
+ * engine looks a client up before it authenticates it, so keeping every id it meets would let
+ * anyone fill this with made-up ones. Returns `compare`, wrapped to keep the instances it accepts.
  */
-function keepClientInstances(provider: Provider, max: number): void {
+function keepClientInstances(provider: Provider, compare: TokenHooks['compareClientSecret'], max: number): TokenHooks['compareClientSecret'] {
   const build = provider.Client.find.bind(provider.Client);
-  const kept = new Map<string, Awaited<ReturnType<typeof build>>>();
-  provider.Client.find = async (id: string) => {
+  type Instance = NonNullable<Awaited<ReturnType<typeof build>>>;
+  const kept = new Map<string, Instance>();
+  provider.Client.find = (id: string) => {
     const hit = kept.get(id);
-    if (hit) {
-      kept.delete(id);
-      kept.set(id, hit);
-      return hit;
-    }
-    const client = await build(id);
-    if (client && max > 0) {
-      kept.set(id, client);
+    if (!hit) return build(id);
+    kept.delete(id);
+    kept.set(id, hit);
+    return Promise.resolve(hit);
+  };
+  return async function compareClientSecret(this: { clientId: string }, presented: string) {
+    const accepted = await compare.call(this, presented);
+    if (accepted && max > 0 && !kept.has(this.clientId)) {
+      // Installed on the engine's Client prototype: `this` is one of its instances.
+      kept.set(this.clientId, this as Instance);
       if (kept.size > max) kept.delete(kept.keys().next().value as string);
     }
-    return client;
+    return accepted;
   };
 }

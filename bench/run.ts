@@ -94,18 +94,19 @@ const rssMb = (child: ChildProcess) => {
 type Options = Omit<autocannon.Options, 'url'> & { url: string };
 
 /** One autocannon run after a warm-up. */
-async function load(scenario: string, options: Options, seconds = DURATION): Promise<Row> {
-  return loadSplit(scenario, [options], seconds);
+async function load(scenario: string, options: Options, seconds = DURATION, afterWarmup?: () => void): Promise<Row> {
+  return loadSplit(scenario, [options], seconds, afterWarmup);
 }
 
 /**
  * The same: CONNECTIONS split evenly over several targets (instances behind one issuer, as a load
  * balancer would spread them), run at once; req/s are summed, latencies are the worst target's.
  */
-async function loadSplit(scenario: string, targets: readonly Options[], seconds = DURATION): Promise<Row> {
+async function loadSplit(scenario: string, targets: readonly Options[], seconds = DURATION, afterWarmup?: () => void): Promise<Row> {
   const connections = CONNECTIONS / targets.length;
   const run = (duration: number) => Promise.all(targets.map((options) => autocannon({ ...options, connections, duration })));
   const warmup = await run(WARMUP);
+  afterWarmup?.();
   const results = await run(seconds);
   const sum = (pick: (r: autocannon.Result) => number) => results.reduce((total, r) => total + pick(r), 0);
   const row = {
@@ -274,8 +275,13 @@ const spread = (values: readonly number[]) => {
   return `${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} (${sorted[0]!.toFixed(2)}–${sorted[sorted.length - 1]!.toFixed(2)})`;
 };
 
-/** RSS across a long run with many distinct clients: the caches must stay bounded. */
-
+/**
+ * RSS across a long run with many distinct clients: the caches must stay bounded. The heap first
+ * sizes itself to the load (V8 grows the young generation and leaves the old one room for
+ * garbage between full collections), so the run is judged from the end of its warm-up: RSS is
+ * sampled every 2 s, and the growth is the median of the last 10 samples minus the median of the
+ * first 10, which a leak moves and the collector's sawtooth does not.
+ */
 async function memoryRun(dir: string, port: number): Promise<void> {
   const url = `http://127.0.0.1:${port}`;
   const dbPath = join(dir, 'memory.db');
@@ -293,16 +299,22 @@ async function memoryRun(dir: string, port: number): Promise<void> {
     `${url}/.well-known/jwks.json`,
   );
   await warm(url, clients);
-  const before = rssMb(server);
-  // The curve tells a leak (growth all along) from a heap settling at its working size.
-  const curve: number[] = [];
-  const sampler = setInterval(() => curve.push(rssMb(server)), 10_000);
-  await load(`token, ${MEMORY_CLIENTS} clients, ${MEMORY_SECONDS} s`, tokenLoad(url, clients), MEMORY_SECONDS);
+  const idle = rssMb(server);
+  const samples: number[] = [];
+  let sampler: NodeJS.Timeout | undefined;
+  const startSampling = () => {
+    samples.push(rssMb(server));
+    sampler = setInterval(() => samples.push(rssMb(server)), 2000);
+  };
+  await load(`token, ${MEMORY_CLIENTS} clients, ${MEMORY_SECONDS} s`, tokenLoad(url, clients), MEMORY_SECONDS, startSampling);
   clearInterval(sampler);
-  const after = rssMb(server);
+  samples.push(rssMb(server));
   await stop(server);
-  say(`memory: RSS ${before} MB after warm-up → ${after} MB after ${MEMORY_SECONDS} s (growth ${after - before} MB)`);
-  if (curve.length > 0) say(`memory: RSS every 10 s from the start of the load (warm-up included): ${curve.join(', ')} MB`);
+  const median = (values: readonly number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const edge = Math.min(10, Math.floor(samples.length / 2));
+  const growth = median(samples.slice(-edge)) - median(samples.slice(0, edge));
+  say(`memory: RSS ${idle} MB idle with every client's credentials cached, ${samples[0]} MB after the ${WARMUP} s warm-up, ${samples.at(-1)} MB after ${MEMORY_SECONDS} s`);
+  say(`memory: growth across the run ${growth} MB (median of the last ${edge} samples − median of the first ${edge}); RSS every 2 s: ${samples.join(', ')} MB`);
 }
 
 /** Token endpoint, 1 client, cached credentials: SQLite ×1, PostgreSQL ×1 and ×2 instances. */

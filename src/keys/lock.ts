@@ -35,11 +35,18 @@ async function acquire(path: string, owner: string): Promise<boolean> {
   }
 }
 
-const holderOf = async (path: string): Promise<LockHolder | undefined> =>
-  readFile(path, 'utf8').then(
-    (raw) => JSON.parse(raw) as LockHolder,
-    () => undefined,
-  );
+/**
+ * Who holds the lock; undefined when there is no lock, or when its holder has created it but not
+ * yet written its name (O_EXCL creates the file empty).
+ */
+const holderOf = async (path: string): Promise<LockHolder | undefined> => {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as LockHolder;
+  } catch {
+    return undefined;
+  }
+};
+const ageOf = async (path: string) => stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
 const ownerOf = async (path: string) => (await holderOf(path))?.owner;
 
 /** Pids mean something only on the host that wrote them. */
@@ -58,12 +65,15 @@ export async function withKeyLock<T>(dir: string, work: () => Promise<T>): Promi
   const owner = randomUUID();
   const deadline = Date.now() + WAIT_MS;
   for (let attempt = 0; !(await acquire(path, owner)); attempt += 1) {
-    const age = await stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
+    const age = await ageOf(path);
     const holder = await holderOf(path);
     // A holder refreshes its lock every few seconds; one untouched for STALE_MS, or whose process
-    // is gone, is dead (e.g. a server stopped or killed in the middle of a key change).
+    // is gone, is dead (e.g. a server stopped or killed in the middle of a key change). It is
+    // removed only if it is still the lock judged dead: the same owner or, for a holder that died
+    // before writing its name, still nameless and still stale.
     if (age > STALE_MS || deadOnThisHost(holder)) {
-      if (holder?.owner !== undefined && (await ownerOf(path)) === holder.owner) await rm(path, { force: true });
+      const same = holder?.owner !== undefined ? (await ownerOf(path)) === holder.owner : (await holderOf(path)) === undefined && (await ageOf(path)) > STALE_MS;
+      if (same) await rm(path, { force: true });
       continue;
     }
     if (Date.now() > deadline) {

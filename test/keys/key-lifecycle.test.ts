@@ -178,6 +178,29 @@ describe('the lock file', () => {
     expect(existsSync(lock)).toBe(false);
   }, 10_000);
 
+  it('waits for a lock whose holder has not written its name yet, and breaks one left so', async () => {
+    await open();
+    const lock = join(dir, '.lock');
+    // What another process's lock looks like between its O_EXCL create and its write.
+    writeFileSync(lock, '', { mode: 0o600 });
+    let acquired = false;
+    const waiting = withKeyLock(dir, () => {
+      acquired = true;
+      return Promise.resolve();
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(acquired).toBe(false);
+    rmSync(lock);
+    await waiting;
+    expect(acquired).toBe(true);
+
+    writeFileSync(lock, '', { mode: 0o600 });
+    const old = new Date(Date.now() - 31_000);
+    utimesSync(lock, old, old);
+    await withKeyLock(dir, () => Promise.resolve());
+    expect(existsSync(lock)).toBe(false);
+  });
+
   it('never removes a lock it does not own', async () => {
     await open();
     const lock = join(dir, '.lock');

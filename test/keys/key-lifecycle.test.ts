@@ -145,16 +145,8 @@ describe('emergency revocation', () => {
 });
 
 describe('the lock file', () => {
-  it('breaks a lock whose holder stopped refreshing it, and waits for a live one', async () => {
-    await open();
-    const lock = join(dir, '.lock');
-    writeFileSync(lock, JSON.stringify({ owner: 'dead' }), { mode: 0o600 });
-    const old = new Date(Date.now() - 31_000);
-    utimesSync(lock, old, old);
-    await withKeyLock(dir, () => Promise.resolve());
-    expect(existsSync(lock)).toBe(false);
-
-    writeFileSync(lock, JSON.stringify({ owner: 'alive' }), { mode: 0o600 });
+  /** withKeyLock must wait while `lock` stands, and go on once it is removed. */
+  async function expectToWaitUntilRemoved(lock: string): Promise<void> {
     let acquired = false;
     const waiting = withKeyLock(dir, () => {
       acquired = true;
@@ -165,6 +157,19 @@ describe('the lock file', () => {
     rmSync(lock);
     await waiting;
     expect(acquired).toBe(true);
+  }
+
+  it('breaks a lock whose holder stopped refreshing it, and waits for a live one', async () => {
+    await open();
+    const lock = join(dir, '.lock');
+    writeFileSync(lock, JSON.stringify({ owner: 'dead' }), { mode: 0o600 });
+    const old = new Date(Date.now() - 31_000);
+    utimesSync(lock, old, old);
+    await withKeyLock(dir, () => Promise.resolve());
+    expect(existsSync(lock)).toBe(false);
+
+    writeFileSync(lock, JSON.stringify({ owner: 'alive' }), { mode: 0o600 });
+    await expectToWaitUntilRemoved(lock);
   });
 
   it('breaks at once a fresh lock whose holder process on this host is gone (a server stopped mid-change)', async () => {
@@ -183,16 +188,7 @@ describe('the lock file', () => {
     const lock = join(dir, '.lock');
     // What another process's lock looks like between its O_EXCL create and its write.
     writeFileSync(lock, '', { mode: 0o600 });
-    let acquired = false;
-    const waiting = withKeyLock(dir, () => {
-      acquired = true;
-      return Promise.resolve();
-    });
-    await new Promise((r) => setTimeout(r, 300));
-    expect(acquired).toBe(false);
-    rmSync(lock);
-    await waiting;
-    expect(acquired).toBe(true);
+    await expectToWaitUntilRemoved(lock);
 
     writeFileSync(lock, '', { mode: 0o600 });
     const old = new Date(Date.now() - 31_000);

@@ -109,56 +109,34 @@ export class Metrics {
       labelNames: ['result', 'error'],
       registers,
     });
-    new Counter({
-      name: 'tessera_credential_cache_hits_total',
-      help: 'Secret verifications answered by the verified-credential cache (no argon2)',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(sources()?.verified.hits ?? 0);
-      },
-    });
-    new Counter({
-      name: 'tessera_credential_cache_misses_total',
-      help: 'Secret verifications of an existing secret the verified-credential cache could not answer (argon2 ran)',
-      registers,
-      collect() {
-        this.reset();
-        this.inc(sources()?.verified.misses ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'tessera_credential_cache_entries',
-      help: 'Verified secrets remembered',
-      registers,
-      collect() {
-        this.set(sources()?.verified.size ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'tessera_argon2_queue_depth',
-      help: 'argon2 operations waiting for a slot (beyond ARGON2_QUEUE: 503)',
-      registers,
-      collect() {
-        this.set(sources()?.hasher.queued ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'tessera_argon2_in_flight',
-      help: 'argon2 operations running (at most ARGON2_CONCURRENCY)',
-      registers,
-      collect() {
-        this.set(sources()?.hasher.inFlight ?? 0);
-      },
-    });
-    new Gauge({
-      name: 'tessera_audit_queue_depth',
-      help: 'Audit rows waiting for the next group commit',
-      registers,
-      collect() {
-        this.set(sources()?.auditLog.pending ?? 0);
-      },
-    });
+    // Read from the components at scrape time: a counter mirrors a running total, a gauge a level.
+    const total = (name: string, help: string, read: (s: MetricSources) => number) =>
+      new Counter({
+        name,
+        help,
+        registers,
+        collect() {
+          const current = sources();
+          this.reset();
+          this.inc(current ? read(current) : 0);
+        },
+      });
+    const level = (name: string, help: string, read: (s: MetricSources) => number) =>
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          const current = sources();
+          this.set(current ? read(current) : 0);
+        },
+      });
+    total('tessera_credential_cache_hits_total', 'Secret verifications answered by the verified-credential cache (no argon2)', (s) => s.verified.hits);
+    total('tessera_credential_cache_misses_total', 'Secret verifications of an existing secret the verified-credential cache could not answer (argon2 ran)', (s) => s.verified.misses);
+    level('tessera_credential_cache_entries', 'Verified secrets remembered', (s) => s.verified.size);
+    level('tessera_argon2_queue_depth', 'argon2 operations waiting for a slot (beyond ARGON2_QUEUE: 503)', (s) => s.hasher.queued);
+    level('tessera_argon2_in_flight', 'argon2 operations running (at most ARGON2_CONCURRENCY)', (s) => s.hasher.inFlight);
+    level('tessera_audit_queue_depth', 'Audit rows waiting for the next group commit', (s) => s.auditLog.pending);
     this.#auditCommit = new Histogram({
       name: 'tessera_audit_commit_seconds',
       help: 'Duration of one audit group commit (one transaction, many rows)',

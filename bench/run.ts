@@ -44,7 +44,7 @@ const MEMORY_SECONDS = Number(process.env.BENCH_MEMORY_SECONDS ?? 60);
 // BENCH_ONLY=memory runs only the memory run (when investigating RSS).
 // BENCH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof': node flags for every Tessera process
 // started (Node refuses profiling flags in NODE_OPTIONS).
-const TESSERA = [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/main.js'];
+const TESSERA = [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), 'dist/src/main.cjs'];
 /** BENCH_SERVER_ENV='A=1 B=2': extra settings for every Tessera server started, for an investigation. */
 const extraEnv = () => Object.fromEntries((process.env.BENCH_SERVER_ENV ?? '').split(' ').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const API = 'https://api.example.com';

@@ -1,5 +1,5 @@
 /**
- * createApp(config, deps): the one koa app. No I/O here: main.ts (or a test) opens the database and
+ * createApp(config, deps): the one koa app. No I/O here: server.ts (or a test) opens the database and
  * loads the keys, then passes them in.
  */
 import Koa from 'koa';
@@ -44,7 +44,7 @@ export interface AppDeps {
   readonly hasher: SecretHasher;
   readonly log: Logger;
   readonly clock: Clock;
-  /** This app's registry; served at /metrics here unless METRICS_PORT serves it (main.ts). */
+  /** This app's registry; served at /metrics here unless METRICS_PORT serves it (server.ts). */
   readonly metrics: Metrics;
 }
 

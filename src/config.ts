@@ -44,6 +44,8 @@ export interface Config {
   /** Seconds gateways may cache the JWKS (Cache-Control max-age). */
   readonly jwksMaxAge: number;
   readonly argon2: Argon2Params;
+  /** libuv's threads, which sign tokens and run argon2 (set by main.cts before the pool starts). */
+  readonly threadPoolSize: number;
   /** argon2 verifications running at once, and waiting; beyond both, 503 at once. */
   readonly argon2Limits: { readonly concurrency: number; readonly queue: number };
   /** Seconds a verified client secret skips argon2 (0: never). */
@@ -97,6 +99,9 @@ const ARGON2_DEFAULTS: Argon2Params = { memoryCost: 19_456, timeCost: 2, paralle
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** A thread per core but one, for the event loop; main.cts applies the same rule. */
+export const defaultThreadPoolSize = (): number => Math.max(1, availableParallelism() - 1);
+
 /** Reads and validates the environment once; the result is frozen. Throws ConfigError. */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
@@ -147,7 +152,13 @@ export function loadConfig(env: Env = process.env): Config {
   if (![2048, 3072, 4096].includes(keySize)) problems.push(`KEY_SIZE must be 2048, 3072 or 4096, got ${keySize}`);
   const keyRotationDays = int('KEY_ROTATION_DAYS', 0, 0, 3650);
   const keyReloadInterval = int('KEY_RELOAD_INTERVAL', 5, 1, 300);
-  const argon2Limits = { concurrency: int('ARGON2_CONCURRENCY', availableParallelism(), 1, 256), queue: int('ARGON2_QUEUE', 32, 0, 100_000) };
+  // libuv's own bounds: it clamps to 1..1024.
+  const threadPoolSize = int('UV_THREADPOOL_SIZE', defaultThreadPoolSize(), 1, 1024);
+  // More verifications at once than pool threads would only wait inside libuv, out of ARGON2_QUEUE's sight.
+  const argon2Limits = {
+    concurrency: int('ARGON2_CONCURRENCY', Math.min(threadPoolSize, availableParallelism()), 1, 256),
+    queue: int('ARGON2_QUEUE', 32, 0, 100_000),
+  };
   const credentialCacheTtl = int('CREDENTIAL_CACHE_TTL', 300, 0, 86_400);
   const credentialCacheSize = int('CREDENTIAL_CACHE_SIZE', 10_000, 1, 10_000_000);
   // An entry is a digest and the claims, a few hundred bytes: a million is already hundreds of MB.
@@ -199,6 +210,7 @@ export function loadConfig(env: Env = process.env): Config {
     keyReloadInterval,
     clockLeeway,
     argon2: Object.freeze(argon2),
+    threadPoolSize,
     argon2Limits: Object.freeze(argon2Limits),
     credentialCacheTtl,
     credentialCacheSize,

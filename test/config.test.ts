@@ -1,9 +1,17 @@
 import { readFileSync } from 'node:fs';
+import type * as Os from 'node:os';
 
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 
 import { CONFIG_VARIABLES } from '../src/cli/config-check.js';
 import { ConfigError, dialectOf, loadConfig } from '../src/config.js';
+
+// The machine's cores, as config.ts sees them; a test may pretend to another machine.
+const cores = vi.hoisted(() => ({ count: undefined as number | undefined }));
+vi.mock('node:os', async (original) => {
+  const os = await original<typeof Os>();
+  return { ...os, availableParallelism: () => cores.count ?? os.availableParallelism() };
+});
 
 const problemsOf = (env: Record<string, string>): string[] => {
   try {
@@ -100,6 +108,36 @@ describe('loadConfig', () => {
 
   it.each([':memory:', 'file::memory:?cache=shared'])('refuses an in-memory database, which would lose clients and audit rows: %s', (url) => {
     expect(problemsOf({ DATABASE_URL: url }).join()).toContain('in-memory');
+  });
+});
+
+describe('the thread pool and argon2 concurrency', () => {
+  it.each([
+    [1, 1],
+    [2, 1],
+    [8, 7],
+  ])('on %i cores: UV_THREADPOOL_SIZE defaults to %i, and ARGON2_CONCURRENCY to the same', (count, threads) => {
+    cores.count = count;
+    try {
+      expect(loadConfig({})).toMatchObject({ threadPoolSize: threads, argon2Limits: { concurrency: threads } });
+    } finally {
+      cores.count = undefined;
+    }
+  });
+
+  it('keeps argon2 to the cores when the pool is larger, and takes both settings as given', () => {
+    cores.count = 2;
+    try {
+      expect(loadConfig({ UV_THREADPOOL_SIZE: '4' })).toMatchObject({ threadPoolSize: 4, argon2Limits: { concurrency: 2 } });
+      expect(loadConfig({ UV_THREADPOOL_SIZE: '3', ARGON2_CONCURRENCY: '6' })).toMatchObject({ threadPoolSize: 3, argon2Limits: { concurrency: 6 } });
+    } finally {
+      cores.count = undefined;
+    }
+  });
+
+  it("refuses a pool size libuv would not take as written", () => {
+    expect(problemsOf({ UV_THREADPOOL_SIZE: '0' })).toEqual(['UV_THREADPOOL_SIZE must be between 1 and 1024, got 0']);
+    expect(problemsOf({ UV_THREADPOOL_SIZE: 'four' })).toEqual(['UV_THREADPOOL_SIZE must be a whole number, got "four"']);
   });
 });
 

@@ -1,6 +1,6 @@
 /**
  * First start: with an empty database (no client was ever created), Tessera creates one admin
- * client so the admin API can be reached at all. Its secret is returned to main.ts, which prints
+ * client so the admin API can be reached at all. Its secret is returned to server.ts, which prints
  * it once on the console; it is never logged or stored in plaintext.
  */
 import { createClient, type ClientServiceDeps, type CreatedClient } from '../clients/client.service.js';

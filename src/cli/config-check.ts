@@ -44,6 +44,7 @@ export const CONFIG_VARIABLES: readonly (readonly [variable: string, value: (con
   ['ARGON2_MEMORY_KIB', (c) => c.argon2.memoryCost],
   ['ARGON2_TIME_COST', (c) => c.argon2.timeCost],
   ['ARGON2_PARALLELISM', (c) => c.argon2.parallelism],
+  ['UV_THREADPOOL_SIZE', (c) => c.threadPoolSize],
   ['ARGON2_CONCURRENCY', (c) => c.argon2Limits.concurrency],
   ['ARGON2_QUEUE', (c) => c.argon2Limits.queue],
   ['ADMIN_BODY_LIMIT', (c) => c.adminBodyLimit],

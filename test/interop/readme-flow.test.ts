@@ -70,7 +70,7 @@ afterAll(async () => {
 describe('the README flow', () => {
   it('`npm start` runs the compiled server this test starts', () => {
     const { scripts } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
-    expect(scripts.start).toBe('node dist/src/main.js');
+    expect(scripts.start).toBe('node dist/src/main.cjs');
   });
 
   it('a workload gets a token with curl-style Basic auth', async () => {

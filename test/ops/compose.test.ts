@@ -417,8 +417,8 @@ describe('Dockerfile, docker-compose.yml and deploy/nginx.conf', () => {
   it('the start command is `npm start` without its build, in exec form', () => {
     const problems: string[] = [];
     const image = readImage(real.Dockerfile, problems);
-    expect(image.cmd).toEqual(['node', 'dist/src/main.js']);
-    expect((JSON.parse(real['package.json']) as { scripts: { start: string } }).scripts.start).toBe('node dist/src/main.js');
+    expect(image.cmd).toEqual(['node', 'dist/src/main.cjs']);
+    expect((JSON.parse(real['package.json']) as { scripts: { start: string } }).scripts.start).toBe('node dist/src/main.cjs');
   });
 
   // Each broken copy must be caught, with the problem it introduces.
@@ -444,9 +444,9 @@ describe('Dockerfile, docker-compose.yml and deploy/nginx.conf', () => {
     ['no HEALTHCHECK', sub('Dockerfile', /^HEALTHCHECK[^\n]*\n[^\n]*\n/m, ''), /needs HEALTHCHECK/],
     ['HEALTHCHECK with curl', sub('Dockerfile', 'CMD ["node", "-e", "fetch(', 'CMD ["curl", "-e", "fetch('), /ask http:\/\/127\.0\.0\.1:<PORT>\/healthz with node/],
     ['HEALTHCHECK on another path', sub('Dockerfile', "/healthz'", "/health'"), /HEALTHCHECK must ask/],
-    ['CMD in shell form', sub('Dockerfile', 'CMD ["node", "dist/src/main.js"]', 'CMD node dist/src/main.js'), /CMD must be in exec form/],
-    ['CMD through npm', sub('Dockerfile', 'CMD ["node", "dist/src/main.js"]', 'CMD ["npm", "start"]'), /is not package.json's start script/],
-    ['the start script changed', sub('package.json', '"start": "node dist/src/main.js"', '"start": "node dist/src/server.js"'), /is not package.json's start script/],
+    ['CMD in shell form', sub('Dockerfile', 'CMD ["node", "dist/src/main.cjs"]', 'CMD node dist/src/main.cjs'), /CMD must be in exec form/],
+    ['CMD through npm', sub('Dockerfile', 'CMD ["node", "dist/src/main.cjs"]', 'CMD ["npm", "start"]'), /is not package.json's start script/],
+    ['the start script changed', sub('package.json', '"start": "node dist/src/main.cjs"', '"start": "node dist/src/server.js"'), /is not package.json's start script/],
     ['an ENTRYPOINT', sub('Dockerfile', /^CMD /m, 'ENTRYPOINT ["tini", "--"]\nCMD '), /ENTRYPOINT would run in front of CMD/],
     ['a misspelt ENV name', sub('Dockerfile', 'KEYS_DIR=/var', 'KEY_DIR=/var'), /Dockerfile ENV: KEY_DIR is not a variable src\/config.ts reads/],
     ['an ENV value the server refuses', sub('Dockerfile', 'DATABASE_URL=/var/lib/tessera/data/tessera.db', 'DATABASE_URL=file:/var/lib/tessera/data/tessera.db'), /Dockerfile ENV: the server would refuse/],
@@ -513,7 +513,7 @@ describe("the image's start command, run outside Docker", () => {
     for (const name of ['DATABASE_URL', 'KEYS_DIR'] as const) env[name] = join(dir, env[name]!);
     for (const volume of stateDirs(env)) mkdirSync(volume, { recursive: true, mode: 0o700 });
     env.PORT = String(await freePort());
-    expect(image.cmd).toEqual(['node', 'dist/src/main.js']); // what startServer spawns, from ROOT (the image's WORKDIR holds the same tree)
+    expect(image.cmd).toEqual(['node', 'dist/src/main.cjs']); // what startServer spawns, from ROOT (the image's WORKDIR holds the same tree)
     server = await startServer(env);
   });
 

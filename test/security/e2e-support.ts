@@ -397,7 +397,7 @@ export function cutOnce(text: string, expected: string): string {
 }
 
 /**
- * The banner main.ts prints on stderr, once, when the first start creates the bootstrap admin
+ * The banner server.ts prints on stderr, once, when the first start creates the bootstrap admin
  * client: the one place its secret may appear (on the `client_secret:` line).
  */
 const BOOTSTRAP_BANNER = /^=+ Tessera bootstrap admin client \(shown once\) =+\nclient_id: +(\S+)\nclient_secret: (tsec_\S+)\n(?:(?!=+\n).*\n)*=+$/gm;

@@ -29,12 +29,12 @@ export interface RunningServer {
 const START_TIMEOUT_MS = 30_000;
 
 /**
- * Starts `node dist/src/main.js` (what `npm start` runs) and waits, at most 30 s, for its
+ * Starts `node dist/src/main.cjs` (what `npm start` runs) and waits, at most 30 s, for its
  * "listening" line. `track` sees the process as soon as it is spawned, so a test's cleanup can
  * kill it even if it never listens.
  */
 export function startServer(env: NodeJS.ProcessEnv, track: (server: RunningServer) => void = () => {}): Promise<RunningServer> {
-  const child = spawn(process.execPath, ['dist/src/main.js'], { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['dist/src/main.cjs'], { cwd: ROOT, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const stdout: string[] = [];
   const stderr: string[] = [];
   // 'close', not 'exit': it comes once stdout and stderr are drained, so what a test reads of

@@ -1,5 +1,5 @@
 /**
- * Server entry: loadConfig → openDatabase → migrate → loadKeystore → createApp → listen.
+ * The start-up sequence, run by main.cts: loadConfig → openDatabase → migrate → loadKeystore → createApp → listen.
  * SIGTERM/SIGINT stop accepting, let in-flight requests finish, close the database, and exit.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';

@@ -3,10 +3,10 @@
  * temporary name and renamed, so a crash never leaves a partial key; a revoked key keeps only a
  * tombstone, without its private members.
  */
-import { generateKeyPair } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
+import { Worker } from 'node:worker_threads';
 
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
 
@@ -89,9 +89,29 @@ export async function removeKeyFile(dir: string, kid: string): Promise<void> {
   await rm(keyPath(dir, kid), { force: true });
 }
 
+/**
+ * The server's libuv pool, which signs every token, may have a single thread (main.cts), and
+ * crypto.generateKeyPair would hold it for the whole search for primes: up to seconds for a
+ * 4096-bit key, with every token request waiting behind it. A thread of its own generates the key
+ * instead; a KeyObject crosses to this thread intact.
+ */
+function generateRsaKey(modulusLength: number): Promise<KeyObject> {
+  return new Promise((resolve, reject) => {
+    // Dynamic imports: the code runs as CommonJS or as a module, as the process's --input-type says.
+    const worker = new Worker(
+      `Promise.all([import('node:crypto'), import('node:worker_threads')]).then(([{ generateKeyPairSync }, { parentPort, workerData }]) =>
+         parentPort.postMessage(generateKeyPairSync('rsa', { modulusLength: workerData, publicExponent: 0x10001 }).privateKey));`,
+      { eval: true, workerData: modulusLength },
+    );
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`key generation thread exited with code ${code}`)));
+  });
+}
+
 /** A new RSA key of `modulusLength` bits, as a key file in the given state (not yet written). */
 export async function generateKeyFile(modulusLength: number, now: number, state: 'next' | 'active', activateAfter: number | null): Promise<KeyFile> {
-  const { privateKey } = await promisify(generateKeyPair)('rsa', { modulusLength, publicExponent: 0x10001 });
+  const privateKey = await generateRsaKey(modulusLength);
   const jwk = await exportJWK(privateKey);
   return {
     kid: await calculateJwkThumbprint(jwk, 'sha256'),

@@ -2,9 +2,10 @@
  * `npm run bench`: Tessera on a temporary SQLite database under autocannon (keep-alive, 50
  * connections, BENCH_DURATION seconds after a warm-up), measured in the same run against the
  * machine's raw RS256 signing rate and a stock oidc-provider server (alternating with Tessera, in
- * BENCH_ROUNDS rounds). Prints req/s, p50/p99 latency and errors per scenario, the ratios, RSS
- * growth over a run with BENCH_MEMORY_CLIENTS distinct clients, and checks that every 200 token
- * response has its audit row.
+ * BENCH_ROUNDS rounds), and a cached client's tokens while a fifth of the connections send bad
+ * credentials. Prints req/s, p50/p99 latency and errors per scenario, the ratios, RSS growth over a
+ * run with BENCH_MEMORY_CLIENTS distinct clients, and checks that every 200 token response has its
+ * audit row.
  *
  * BENCH_ONLY=scale instead compares the token endpoint on SQLite with PostgreSQL
  * (BENCH_DATABASE_URL, default the local server's `test` database; a schema of its own, dropped
@@ -227,12 +228,19 @@ async function main(): Promise<void> {
     const uncached = await load('token, uncached credentials (argon2 each)', tokenLoad(url, [one!]));
     await stop(server);
 
+    // Bad credentials from everywhere at once: the back-offs, which would soon answer one address's
+    // guesses with a cheap 429, are set out of reach, so every guess costs argon2.
+    server = await startProcess(TESSERA, { ...env, AUTH_FAILURES_PER_ADDRESS: '1000000', AUTH_FAILURES_PER_CLIENT: '1000000' }, jwksUrl);
+    warmed += await warm(url, [one!]);
+    const flooded = await underFlood(url, one!);
+    await stop(server);
+
     const audited = await issuedRows(dbPath);
-    const ok = single.ok + distinct.ok + uncached.ok + rounds.tesseraOk + warmed;
+    const ok = single.ok + distinct.ok + uncached.ok + flooded.ok + rounds.tesseraOk + warmed;
     // Every token a client received has its row. A run ends by closing its connections, so tokens
     // issued to requests cut off then have rows but were never received: at most one per connection
-    // per run (warm-up and measured; three token scenarios and Tessera's two turns in each round).
-    const cutOff = 2 * (3 + 2 * ROUNDS) * CONNECTIONS;
+    // per run (warm-up and measured; four token scenarios and Tessera's two turns in each round).
+    const cutOff = 2 * (4 + 2 * ROUNDS) * CONNECTIONS;
     const complete = audited >= ok && audited - ok <= cutOff;
     say(`\naudit: ${audited} token.issued rows for ${ok} token responses with status 200 (${audited - ok} issued to requests cut off at run ends, at most ${cutOff}) — ${complete ? 'ok' : 'ROWS MISSING'}`);
     if (!complete) process.exitCode = 1;
@@ -268,6 +276,27 @@ async function alternate(tessera: Options, tesseraMany: Options, stock: Options)
     ratios.tesseraOk += ours.ok + oursMany.ok;
   }
   return ratios;
+}
+
+/**
+ * The cached client on most of the connections while the rest send wrong secrets for unknown
+ * client ids, each one new: what the client gets while the argon2 pool is kept busy for nothing.
+ */
+async function underFlood(url: string, client: Credentials): Promise<Row> {
+  const flooders = Math.max(1, Math.round(CONNECTIONS / 5));
+  let guess = 0;
+  const flood: Options = {
+    ...tokenLoad(url, []),
+    requests: [{ setupRequest: (request) => ({ ...request, headers: { ...request.headers, authorization: basic({ id: `flood-${guess++}`, secret: 'tsec_wrong' }) } }) }],
+  };
+  const run = (duration: number) =>
+    Promise.all([autocannon({ ...tokenLoad(url, [client]), connections: CONNECTIONS - flooders, duration }), autocannon({ ...flood, connections: flooders, duration })]);
+  const [warmGood] = await run(WARMUP);
+  const [good, bad] = await run(DURATION);
+  const row = { scenario: 'token, 1 client, during a flood', rps: Math.round(good.requests.average), p50: good.latency.p50, p99: good.latency.p99, non2xx: good.non2xx, errors: good.errors + good.timeouts, ok: warmGood['2xx'] + good['2xx'] };
+  say(`${`token, cached, ${CONNECTIONS - flooders} conn. + ${flooders} flooding`.padEnd(44)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  errors ${row.errors}`);
+  say(`${'  the flood'.padEnd(44)} ${String(Math.round(bad.requests.average)).padStart(7)} req/s  p99 ${bad.latency.p99} ms  4xx ${bad['4xx']}  5xx ${bad['5xx']}  2xx ${bad['2xx']}`);
+  return row;
 }
 
 const spread = (values: readonly number[]) => {

@@ -99,8 +99,8 @@ const ARGON2_DEFAULTS: Argon2Params = { memoryCost: 19_456, timeCost: 2, paralle
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-/** A thread per core but one, for the event loop; main.cts applies the same rule. */
-export const defaultThreadPoolSize = (): number => Math.max(1, availableParallelism() - 1);
+/** A thread per core but one, for the event loop, and at most libuv's 4; main.cts applies the same rule. */
+export const defaultThreadPoolSize = (): number => Math.min(4, Math.max(1, availableParallelism() - 1));
 
 /** Reads and validates the environment once; the result is frozen. Throws ConfigError. */
 export function loadConfig(env: Env = process.env): Config {
@@ -154,9 +154,10 @@ export function loadConfig(env: Env = process.env): Config {
   const keyReloadInterval = int('KEY_RELOAD_INTERVAL', 5, 1, 300);
   // libuv's own bounds: it clamps to 1..1024.
   const threadPoolSize = int('UV_THREADPOOL_SIZE', defaultThreadPoolSize(), 1, 1024);
-  // More verifications at once than pool threads would only wait inside libuv, out of ARGON2_QUEUE's sight.
+  // argon2 leaves signing a pool thread when there is more than one, and never runs on more
+  // threads than there are cores; more at once would only wait inside libuv, out of ARGON2_QUEUE's sight.
   const argon2Limits = {
-    concurrency: int('ARGON2_CONCURRENCY', Math.min(threadPoolSize, availableParallelism()), 1, 256),
+    concurrency: int('ARGON2_CONCURRENCY', Math.max(1, Math.min(threadPoolSize - 1, availableParallelism())), 1, 256),
     queue: int('ARGON2_QUEUE', 32, 0, 100_000),
   };
   const credentialCacheTtl = int('CREDENTIAL_CACHE_TTL', 300, 0, 86_400);

@@ -113,13 +113,14 @@ describe('loadConfig', () => {
 
 describe('the thread pool and argon2 concurrency', () => {
   it.each([
-    [1, 1],
-    [2, 1],
-    [8, 7],
-  ])('on %i cores: UV_THREADPOOL_SIZE defaults to %i, and ARGON2_CONCURRENCY to the same', (count, threads) => {
+    [1, 1, 1],
+    [2, 1, 1],
+    [4, 3, 2],
+    [16, 4, 3],
+  ])('on %i cores: UV_THREADPOOL_SIZE defaults to %i, and ARGON2_CONCURRENCY to %i', (count, threads, argon2) => {
     cores.count = count;
     try {
-      expect(loadConfig({})).toMatchObject({ threadPoolSize: threads, argon2Limits: { concurrency: threads } });
+      expect(loadConfig({})).toMatchObject({ threadPoolSize: threads, argon2Limits: { concurrency: argon2 } });
     } finally {
       cores.count = undefined;
     }

@@ -97,13 +97,17 @@ export async function removeKeyFile(dir: string, kid: string): Promise<void> {
  */
 function generateRsaKey(modulusLength: number): Promise<KeyObject> {
   return new Promise((resolve, reject) => {
-    // Dynamic imports: the code runs as CommonJS or as a module, as the process's --input-type says.
+    // Dynamic imports are valid whether this runs as a script or, under --input-type=module, as a module.
     const worker = new Worker(
       `Promise.all([import('node:crypto'), import('node:worker_threads')]).then(([{ generateKeyPairSync }, { parentPort, workerData }]) =>
          parentPort.postMessage(generateKeyPairSync('rsa', { modulusLength: workerData, publicExponent: 0x10001 }).privateKey));`,
-      { eval: true, workerData: modulusLength },
+      // No preloads or profilers of the server's command line: this thread only needs node:crypto.
+      { eval: true, workerData: modulusLength, execArgv: [] },
     );
-    worker.once('message', resolve);
+    worker.once('message', (key: KeyObject) => {
+      resolve(key);
+      void worker.terminate();
+    });
     worker.once('error', reject);
     worker.once('exit', (code) => reject(new Error(`key generation thread exited with code ${code}`)));
   });

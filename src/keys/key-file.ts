@@ -97,7 +97,7 @@ export async function removeKeyFile(dir: string, kid: string): Promise<void> {
  */
 function generateRsaKey(modulusLength: number): Promise<KeyObject> {
   return new Promise((resolve, reject) => {
-    // Dynamic imports are valid whether this runs as a script or, under --input-type=module, as a module.
+    // Dynamic imports, which a script and a module accept alike (a parent's --input-type once made it a module).
     const worker = new Worker(
       `Promise.all([import('node:crypto'), import('node:worker_threads')]).then(([{ generateKeyPairSync }, { parentPort, workerData }]) =>
          parentPort.postMessage(generateKeyPairSync('rsa', { modulusLength: workerData, publicExponent: 0x10001 }).privateKey));`,

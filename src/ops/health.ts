@@ -5,10 +5,11 @@
  *   GET /healthz  liveness: the process answers. No database access, so a database outage does not
  *                 get healthy processes restarted.
  *   GET /readyz   readiness: the database answers a trivial query, every migration this code knows
- *                 is recorded as applied, and an active signing key is loaded. Otherwise 503, naming
- *                 the failing check with a short generic reason; the cause goes to the log only.
- *                 The database checks share one deadline, so a hung database gets a 503, not a hung probe
- *                 (on SQLite a query runs on the event loop: the deadline bounds the wait for the connection).
+ *                 is recorded as applied, an active signing key is loaded, and libuv's thread pool,
+ *                 which signs every token, runs a trivial job. Otherwise 503, naming the failing
+ *                 check with a short generic reason; the cause goes to the log only. The checks
+ *                 share one deadline, so a hung database or pool gets a 503, not a hung probe (on
+ *                 SQLite a query runs on the event loop: the deadline bounds the wait for the connection).
  */
 import type { Middleware } from 'koa';
 import { sql } from 'kysely';
@@ -29,7 +30,7 @@ const READINESS_TIMEOUT_MS = 2000;
 // kysely's default; migrate.ts does not rename it. On PostgreSQL the search_path finds it, as it does for migrate.ts.
 const MIGRATION_TABLE = 'kysely_migration';
 
-export type CheckName = 'database' | 'migrations' | 'signing_key';
+export type CheckName = 'database' | 'migrations' | 'signing_key' | 'thread_pool';
 export type CheckResult = 'ok' | `failing: ${string}`;
 
 export interface Readiness {
@@ -56,6 +57,9 @@ function within<T>(deadline: number, work: Promise<T>): Promise<T> {
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** A job for libuv's pool: WebCrypto runs digests there, as it runs the signatures. */
+const POOL_PROBE = new Uint8Array(1);
+
 export async function checkReadiness({ db, keys, log, timeoutMs = READINESS_TIMEOUT_MS }: ReadinessDeps, requestId: string | null = null): Promise<Readiness> {
   const deadline = performance.now() + timeoutMs;
   const failed = (check: CheckName, reason: string, err?: unknown): CheckResult => {
@@ -63,6 +67,9 @@ export async function checkReadiness({ db, keys, log, timeoutMs = READINESS_TIME
     return `failing: ${reason}`;
   };
   const dbFailure = (check: CheckName, err: unknown): CheckResult => failed(check, err instanceof TimedOut ? 'timeout' : 'query failed', err instanceof TimedOut ? undefined : err);
+  // The pool may have one thread (main.cts): a hung host-name lookup or network file read there
+  // holds every token's signature. Started first, it waits alongside the database checks.
+  const poolAnswer = within(deadline, crypto.subtle.digest('SHA-256', POOL_PROBE));
 
   let database: CheckResult = 'ok';
   let migrationsCheck: CheckResult = 'ok';
@@ -93,7 +100,14 @@ export async function checkReadiness({ db, keys, log, timeoutMs = READINESS_TIME
     signingKey = failed('signing_key', 'no active key', err);
   }
 
-  const checks = { database, migrations: migrationsCheck, signing_key: signingKey };
+  let threadPool: CheckResult = 'ok';
+  try {
+    await poolAnswer;
+  } catch (err) {
+    threadPool = err instanceof TimedOut ? failed('thread_pool', 'timeout') : failed('thread_pool', 'job failed', err);
+  }
+
+  const checks = { database, migrations: migrationsCheck, signing_key: signingKey, thread_pool: threadPool };
   return { ready: Object.values(checks).every((c) => c === 'ok'), checks };
 }
 

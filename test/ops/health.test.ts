@@ -1,7 +1,14 @@
 /**
  * GET /healthz (liveness) and GET /readyz (readiness): answers, failures naming their check without
- * leaking a cause, a bounded wait on a hung database, and neither probe audited nor rate-limited.
+ * leaking a cause, a bounded wait on a hung database or thread pool, and neither probe audited nor
+ * rate-limited.
  */
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
 import Koa from 'koa';
 import { sql } from 'kysely';
 import supertest from 'supertest';
@@ -15,7 +22,7 @@ import { readyz } from '../../src/ops/health.js';
 import { testDialect } from '../support/database.js';
 import { basic, startHarness, type Harness } from '../support/harness.js';
 
-const READY = { status: 'ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'ok' } };
+const READY = { status: 'ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'ok', thread_pool: 'ok' } };
 
 let h: Harness;
 beforeEach(async () => {
@@ -120,7 +127,7 @@ describe('GET /readyz', () => {
     await sql`delete from kysely_migration where name = ${last}`.execute(h.db);
     const res = await h.request.get('/readyz');
     expect(res.status).toBe(503);
-    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'failing: 1 not applied', signing_key: 'ok' } });
+    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'failing: 1 not applied', signing_key: 'ok', thread_pool: 'ok' } });
     expect(res.headers['cache-control']).toBe('no-store');
   });
 
@@ -133,7 +140,7 @@ describe('GET /readyz', () => {
     await sql`drop table kysely_migration`.execute(h.db);
     const res = await h.request.get('/readyz');
     expect(res.status).toBe(503);
-    expect(res.body.checks).toEqual({ database: 'ok', migrations: 'failing: query failed', signing_key: 'ok' });
+    expect(res.body.checks).toEqual({ database: 'ok', migrations: 'failing: query failed', signing_key: 'ok', thread_pool: 'ok' });
   });
 
   it('answers 503 naming database within the timeout when the database hangs, and ready again once it answers', async () => {
@@ -147,10 +154,37 @@ describe('GET /readyz', () => {
     }
     const elapsed = performance.now() - started;
     expect(res.status).toBe(503);
-    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'failing: timeout', migrations: 'failing: database unavailable', signing_key: 'ok' } });
+    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'failing: timeout', migrations: 'failing: database unavailable', signing_key: 'ok', thread_pool: 'ok' } });
     expect(elapsed).toBeGreaterThanOrEqual(1900);
     expect(elapsed).toBeLessThan(4000);
     expect(h.logLines.some((l) => l.msg === 'readiness check failed' && l.check === 'database')).toBe(true);
+
+    h.clock.advance(2);
+    expect((await h.request.get('/readyz')).body).toEqual(READY);
+  });
+
+  it("answers 503 naming thread_pool within the timeout when libuv's pool is held, and ready again once it is free", async () => {
+    // Every pool thread waits to open a FIFO nobody writes to: the network file read that hangs.
+    const dir = mkdtempSync(join(tmpdir(), 'tessera-fifo-'));
+    const threads = Number(process.env.UV_THREADPOOL_SIZE) || 4;
+    const fifos = Array.from({ length: threads }, (_, i) => join(dir, `fifo-${i}`));
+    for (const fifo of fifos) execFileSync('mkfifo', [fifo]);
+    const opened = fifos.map((fifo) => open(fifo, 'r'));
+    let res;
+    const started = performance.now();
+    try {
+      res = await h.request.get('/readyz');
+    } finally {
+      for (const fifo of fifos) closeSync(openSync(fifo, 'w'));
+      for (const handle of await Promise.all(opened)) await handle.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    const elapsed = performance.now() - started;
+    expect(res.status).toBe(503);
+    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'ok', thread_pool: 'failing: timeout' } });
+    expect(elapsed).toBeGreaterThanOrEqual(1900);
+    expect(elapsed).toBeLessThan(4000);
+    expect(h.logLines.some((l) => l.msg === 'readiness check failed' && l.check === 'thread_pool')).toBe(true);
 
     h.clock.advance(2);
     expect((await h.request.get('/readyz')).body).toEqual(READY);
@@ -164,7 +198,7 @@ describe('GET /readyz', () => {
     });
     const res = await h.request.get('/readyz');
     expect(res.status).toBe(503);
-    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'failing: no active key' } });
+    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'failing: no active key', thread_pool: 'ok' } });
     expect(res.text).not.toContain('exactly one');
   });
 
@@ -226,7 +260,7 @@ describe('readiness with a broken database', () => {
     await db.destroy();
     const res = await probe(db);
     expect(res.status).toBe(503);
-    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'failing: query failed', migrations: 'failing: database unavailable', signing_key: 'ok' } });
+    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'failing: query failed', migrations: 'failing: database unavailable', signing_key: 'ok', thread_pool: 'ok' } });
   });
 
   it('answers 503 naming database when the server refuses connections, without the URL, the password or a stack in the body', async () => {

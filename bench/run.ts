@@ -11,10 +11,13 @@
  * (BENCH_DATABASE_URL, default the local server's `test` database; a schema of its own, dropped
  * after), with one instance and with two sharing the database and keys.
  *
+ * BENCH_ONLY=cpu instead measures where each token request's CPU goes (Linux): Tessera and stock
+ * oidc-provider in turn, the event loop's thread against all the others, from /proc.
+ *
  * Only 127.0.0.1 is contacted, and every load is bounded in time.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -192,6 +195,7 @@ async function main(): Promise<void> {
   try {
     if (process.env.BENCH_ONLY === 'memory') return await memoryRun(dir, port + 2);
     if (process.env.BENCH_ONLY === 'scale') return await scaleRun(dir, port + 3);
+    if (process.env.BENCH_ONLY === 'cpu') return await cpuRun(dir, port + 4);
     // Clients: one workload, DISTINCT_CLIENTS more, and a resource server that introspects.
     const db = openDatabase(dbPath);
     await migrateToLatest(db);
@@ -344,6 +348,73 @@ async function memoryRun(dir: string, port: number): Promise<void> {
   const growth = median(samples.slice(-edge)) - median(samples.slice(0, edge));
   say(`memory: RSS ${idle} MB idle with every client's credentials cached, ${samples[0]} MB after the ${WARMUP} s warm-up, ${samples.at(-1)} MB after ${MEMORY_SECONDS} s`);
   say(`memory: growth across the run ${growth} MB (median of the last ${edge} samples − median of the first ${edge}); RSS every 2 s: ${samples.join(', ')} MB`);
+}
+
+/** CPU time a process's threads have used, in clock ticks: its main thread (the event loop) and the rest. */
+function threadTicks(pid: number): { loop: number; others: number } {
+  const ticks = { loop: 0, others: 0 };
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    // utime and stime, the 14th and 15th fields; the name before them may hold spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const used = Number(fields[11]) + Number(fields[12]);
+    if (Number(tid) === pid) ticks.loop += used;
+    else ticks.others += used;
+  }
+  return ticks;
+}
+
+/**
+ * Where a token request's CPU goes: Tessera (1 client, cached credentials) and stock
+ * oidc-provider, measured in turn, ROUNDS times; per request, the event loop's thread, every other
+ * thread of the server (signing on libuv's pool, the audit writer, V8's collector), and this
+ * process, the load generator. With both cores busy, req/s follow the total.
+ */
+async function cpuRun(dir: string, port: number): Promise<void> {
+  const perSecond = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+  const dbPath = join(dir, 'cpu.db');
+  const db = openDatabase(dbPath);
+  await migrateToLatest(db);
+  const [client] = await makeClients(db, new SecretHasher({ memoryCost: 19_456, timeCost: 2, parallelism: 1 }), 1, { client_name: 'cpu', audience: [API] });
+  await db.destroy();
+  const url = `http://127.0.0.1:${port}`;
+  const stockUrl = `http://127.0.0.1:${port + 1}`;
+  const env = { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'cpu-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: '0', ...extraEnv() };
+  const tessera = await startProcess(TESSERA, env, `${url}/.well-known/jwks.json`);
+  const stock = await startProcess(['dist/bench/stock-provider.js', String(port + 1), 'stock', 'stock-secret'], {}, `${stockUrl}/jwks`);
+  try {
+    await warm(url, [client!]);
+    const servers = [
+      { name: 'Tessera', child: tessera, load: tokenLoad(url, [client!]) },
+      { name: 'stock oidc-provider', child: stock, load: tokenLoad(stockUrl, [{ id: 'stock', secret: 'stock-secret' }]) },
+    ];
+    for (let round = 1; round <= ROUNDS; round += 1) {
+      for (const { name, child, load: options } of servers) {
+        let before = { loop: 0, others: 0 };
+        let ownBefore = process.cpuUsage();
+        const row = await load(`round ${round}: ${name}, 1 client`, options, ROUND_SECONDS, () => {
+          before = threadTicks(child.pid!);
+          ownBefore = process.cpuUsage();
+        });
+        const after = threadTicks(child.pid!);
+        const own = process.cpuUsage(ownBefore);
+        const requests = row.rps * ROUND_SECONDS;
+        const us = (ticks: number) => Math.round((ticks * 1e6) / perSecond / requests);
+        const loop = us(after.loop - before.loop);
+        const others = us(after.others - before.others);
+        const loader = Math.round((own.user + own.system) / requests);
+        say(`  CPU per request: event loop ${loop} µs, other threads ${others} µs, server ${loop + others} µs; load generator ${loader} µs`);
+      }
+    }
+  } finally {
+    await stop(stock);
+    await stop(tessera);
+  }
 }
 
 /** Token endpoint, 1 client, cached credentials: SQLite ×1, PostgreSQL ×1 and ×2 instances. */

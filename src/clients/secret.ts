@@ -7,8 +7,6 @@
  */
 import { randomBytes } from 'node:crypto';
 
-import { availableParallelism } from 'node:os';
-
 import argon2 from 'argon2';
 
 import type { Argon2Params } from '../config.js';
@@ -44,9 +42,10 @@ export class SecretHasher {
   readonly #decoy: Promise<string>;
   readonly #pool: WorkPool;
 
+  /** `limits`: the configured ones (config.ts argon2Limits); tests and the bench pass their own. */
   constructor(
     private readonly params: Argon2Params,
-    limits: Argon2Limits = { concurrency: availableParallelism(), queue: 32 },
+    limits: Argon2Limits,
   ) {
     this.#pool = new WorkPool(limits.concurrency, limits.queue);
     this.#decoy = argon2.hash(randomBytes(32).toString('base64url'), { type: argon2.argon2id, ...params });

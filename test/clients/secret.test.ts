@@ -15,7 +15,7 @@ describe('client secrets', () => {
   });
 
   it('hashes with argon2id and the configured parameters, never storing the plaintext', async () => {
-    const hasher = new SecretHasher({ memoryCost: 19_456, timeCost: 2, parallelism: 1 });
+    const hasher = new SecretHasher({ memoryCost: 19_456, timeCost: 2, parallelism: 1 }, { concurrency: 1, queue: 8 });
     const { value } = generateSecret();
     const hash = await hasher.hash(value);
     expect(hash).toMatch(/^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);

@@ -51,7 +51,7 @@ describe('a flood of bad credentials', () => {
 
 describe('argon2 parameters', () => {
   it('re-hashes a secret stored with outdated parameters on its next successful use', async () => {
-    const weak = new SecretHasher({ memoryCost: 8192, timeCost: 1, parallelism: 1 });
+    const weak = new SecretHasher({ memoryCost: 8192, timeCost: 1, parallelism: 1 }, { concurrency: 1, queue: 8 });
     const { client, clientSecret } = await createClient({ ...h.service, hasher: weak }, { client_name: 'old', audience: [API] });
     const stored = async () => (await h.db.selectFrom('client_secrets').select('hash').where('client_id', '=', client.clientId).executeTakeFirstOrThrow()).hash;
     expect(await stored()).toMatch(/m=8192,p=1,t=1/);

@@ -391,9 +391,12 @@ async function cpuRun(dir: string, port: number): Promise<void> {
   const url = `http://127.0.0.1:${port}`;
   const stockUrl = `http://127.0.0.1:${port + 1}`;
   const env = { PORT: String(port), ISSUER: url, DATABASE_URL: dbPath, KEYS_DIR: join(dir, 'cpu-keys'), LOG_LEVEL: 'warn', TESSERA_BOOTSTRAP_ADMIN: 'false', TOKEN_RATE_LIMIT: '0', ...extraEnv() };
-  const tessera = await startProcess(TESSERA, env, `${url}/.well-known/jwks.json`);
-  const stock = await startProcess(['dist/bench/stock-provider.js', String(port + 1), 'stock', 'stock-secret'], {}, `${stockUrl}/jwks`);
+  const started: ChildProcess[] = [];
   try {
+    const tessera = await startProcess(TESSERA, env, `${url}/.well-known/jwks.json`);
+    started.push(tessera);
+    const stock = await startProcess(['dist/bench/stock-provider.js', String(port + 1), 'stock', 'stock-secret'], {}, `${stockUrl}/jwks`);
+    started.push(stock);
     await warm(url, [client!]);
     const servers = [
       { name: 'Tessera', child: tessera, load: tokenLoad(url, [client!]) },
@@ -418,8 +421,7 @@ async function cpuRun(dir: string, port: number): Promise<void> {
       }
     }
   } finally {
-    await stop(stock);
-    await stop(tessera);
+    for (const child of started) await stop(child);
   }
 }
 

@@ -30,7 +30,7 @@ import { writeAuditRows } from '../src/audit/audit-writer.js';
 import { createClient, type ClientServiceDeps } from '../src/clients/client.service.js';
 import { SecretHasher } from '../src/clients/secret.js';
 import { systemClock } from '../src/clock.js';
-import type { Argon2Params } from '../src/config.js';
+import { ARGON2_DEFAULTS, type Argon2Params } from '../src/config.js';
 import { openDatabase, type Db } from '../src/db/database.js';
 import { migrateToLatest } from '../src/db/migrate.js';
 import { createLogger } from '../src/log.js';
@@ -143,8 +143,6 @@ function tokenLoad(url: string, clients: readonly Credentials[]): Options {
   };
 }
 
-/** The server's default argon2id parameters (config.ts). */
-const OWASP_MINIMUM: Argon2Params = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
 /** Hashes the secrets of the clients the bench creates, on every core (makeClients runs 8 at once). */
 const clientMaker = (params: Argon2Params) => new SecretHasher(params, { concurrency: cpus().length, queue: 8 });
 
@@ -205,7 +203,7 @@ async function main(): Promise<void> {
     // Clients: one workload, DISTINCT_CLIENTS more, and a resource server that introspects.
     const db = openDatabase(dbPath);
     await migrateToLatest(db);
-    const hasher = clientMaker(OWASP_MINIMUM);
+    const hasher = clientMaker(ARGON2_DEFAULTS);
     const [one] = await makeClients(db, hasher, 1, { client_name: 'bench', audience: [API] });
     const many = await makeClients(db, hasher, DISTINCT_CLIENTS, { client_name: 'bench-many', audience: [API] });
     const [rs] = await makeClients(db, hasher, 1, { client_name: 'bench-rs', grant_types: [], introspection_audiences: ['*'] });
@@ -386,7 +384,7 @@ async function cpuRun(dir: string, port: number): Promise<void> {
   const dbPath = join(dir, 'cpu.db');
   const db = openDatabase(dbPath);
   await migrateToLatest(db);
-  const [client] = await makeClients(db, clientMaker(OWASP_MINIMUM), 1, { client_name: 'cpu', audience: [API] });
+  const [client] = await makeClients(db, clientMaker(ARGON2_DEFAULTS), 1, { client_name: 'cpu', audience: [API] });
   await db.destroy();
   const url = `http://127.0.0.1:${port}`;
   const stockUrl = `http://127.0.0.1:${port + 1}`;
@@ -447,7 +445,7 @@ async function scaleRun(dir: string, port: number): Promise<void> {
     for (const setup of setups) {
       const db = openDatabase(setup.databaseUrl);
       await migrateToLatest(db);
-      const [client] = await makeClients(db, clientMaker(OWASP_MINIMUM), 1, { client_name: 'scale', audience: [API] });
+      const [client] = await makeClients(db, clientMaker(ARGON2_DEFAULTS), 1, { client_name: 'scale', audience: [API] });
       await db.destroy();
       const urls = Array.from({ length: setup.instances }, (_, i) => `http://127.0.0.1:${port + i}`);
       const servers: ChildProcess[] = [];

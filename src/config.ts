@@ -95,7 +95,7 @@ export class ConfigError extends Error {
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 // OWASP Password Storage Cheat Sheet minimum for argon2id: m=19 MiB, t=2, p=1.
-const ARGON2_DEFAULTS: Argon2Params = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+export const ARGON2_DEFAULTS: Argon2Params = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
 
 type Env = Readonly<Record<string, string | undefined>>;
 

@@ -44,15 +44,23 @@ const PROCESS_SUFFIX = randomBytes(6).toString('hex');
  * milliseconds, a 4-hex-digit sequence for events in the same millisecond, then 12 random hex
  * digits drawn once per process, so processes sharing a database never collide. Ordering by id is
  * ordering by time, which keeps paging stable without a database sequence.
+ *
+ * When the clock steps back, ids keep counting from the latest millisecond seen; once its
+ * sequence is used up they move on to the next millisecond, so an id is never issued twice (a
+ * repeated id would fail every audit commit, and with it every token request, until the clock
+ * caught up).
  */
 export function newEventId(nowMs: number): string {
   if (nowMs > lastMs) {
     lastMs = nowMs;
     sequence = 0;
-  } else {
+  } else if (sequence < 0xffff) {
     sequence += 1;
+  } else {
+    lastMs += 1;
+    sequence = 0;
   }
-  return `${lastMs.toString(16).padStart(12, '0')}${(sequence & 0xffff).toString(16).padStart(4, '0')}${PROCESS_SUFFIX}`;
+  return `${lastMs.toString(16).padStart(12, '0')}${sequence.toString(16).padStart(4, '0')}${PROCESS_SUFFIX}`;
 }
 
 const SECRET = /tsec_[0-9a-f]{16}_[A-Za-z0-9_-]*/g;

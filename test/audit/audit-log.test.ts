@@ -12,6 +12,14 @@ describe('newEventId', () => {
     expect([...ids].sort()).toEqual(ids);
     expect(new Set(ids).size).toBe(ids.length);
   });
+
+  it('stays unique and ordered when the clock steps back for longer than one millisecond\'s sequence', () => {
+    const ids = [newEventId(10_000)];
+    for (let i = 0; i < 70_000; i += 1) ids.push(newEventId(9_000));
+    ids.push(newEventId(10_002));
+    expect(new Set(ids).size).toBe(ids.length);
+    expect([...ids].sort()).toEqual(ids);
+  });
 });
 
 describe('scrub', () => {

@@ -135,10 +135,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (dialectOf(databaseUrl) === 'postgres') {
     // Checked here so a typo fails at start-up with a message, not at the first query.
     if (!URL.canParse(databaseUrl)) problems.push('DATABASE_URL is not a valid postgres:// URL');
-  } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(databaseUrl)) {
-    problems.push('DATABASE_URL must be a SQLite file path (e.g. /var/lib/tessera/tessera.db) or a postgres:// URL');
   } else if (databaseUrl === ':memory:' || databaseUrl.startsWith('file:')) {
     problems.push('DATABASE_URL must be a SQLite file path: an in-memory database would lose every client and audit row');
+  } else if (/^[a-z][a-z0-9+.-]+:/i.test(databaseUrl) || /^\s*(host|hostaddr|port|dbname|user|password|service|sslmode)\s*=/i.test(databaseUrl)) {
+    // Anything URL-like (a mistyped postgres:/, mysql://) or a libpq "host=… password=…" string
+    // would otherwise be taken for a file name: the server would start on a new, empty database.
+    problems.push('DATABASE_URL must be a SQLite file path (e.g. /var/lib/tessera/tessera.db) or a postgres:// URL');
   }
 
   const logLevel = (env.LOG_LEVEL || 'info') as LogLevel;

@@ -102,7 +102,12 @@ describe('loadConfig', () => {
       expect(dialectOf(url)).toBe('postgres');
     }
     expect(dialectOf('/var/lib/tessera/tessera.db')).toBe('sqlite');
-    expect(problemsOf({ DATABASE_URL: 'mysql://db/tessera' }).join()).toContain('DATABASE_URL must be a SQLite file path');
+    for (const url of ['mysql://db/tessera', 'postgres:/tessera:pw@db/tessera', 'postgresql:db/tessera', 'host=db dbname=tessera password=hunter2']) {
+      const problems = problemsOf({ DATABASE_URL: url }).join();
+      expect(problems).toContain('DATABASE_URL must be a SQLite file path');
+      expect(problems).not.toMatch(/pw|hunter2/);
+    }
+    for (const path of ['./data/tessera.db', 'data/tessera.db', 'tessera=1.db', './host=db']) expect(problemsOf({ DATABASE_URL: path })).toEqual([]);
     expect(problemsOf({ DATABASE_URL: 'postgres://[bad' }).join()).toContain('DATABASE_URL is not a valid');
   });
 

@@ -61,13 +61,18 @@ export async function expireSecretsAfter(db: Handle, clientId: string, at: numbe
   await query.execute();
 }
 
-/** Secret ids of the client still valid at `now`, newest first. */
+/**
+ * Secret ids of the client still valid at `now`, newest first. The newest is the one without an
+ * expiry: a rotation gives every other secret one. created_at has whole seconds only, so two
+ * rotations within a second would otherwise be told apart by their random ids.
+ */
 export async function validSecretIds(db: Handle, clientId: string, now: number): Promise<string[]> {
   const rows = await db
     .selectFrom('client_secrets')
     .select('id')
     .where('client_id', '=', clientId)
     .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .orderBy(sql`expires_at is null`, 'desc')
     .orderBy('created_at', 'desc')
     .orderBy('id')
     .execute();

@@ -187,6 +187,24 @@ describe('client authentication failures (RFC 6749 §5.2 invalid_client)', () =>
     expect((await token({ grant_type: 'client_credentials' }, basic(client.clientId, second))).status).toBe(200);
   });
 
+  it('keeps the newest secret when two rotations fall within the same second', async () => {
+    h.clock.freeze();
+    try {
+      // Secrets made in the same second used to be ordered by their random ids: each run had an
+      // even chance of revoking the secret just handed out and keeping the older one.
+      for (let run = 0; run < 12; run += 1) {
+        const { client, secret: first } = await h.createClient({ client_name: `twice-${run}`, audience: [API] });
+        const second = await h.rotateSecret(client.clientId, 600);
+        const third = await h.rotateSecret(client.clientId, 600);
+        expect((await token({ grant_type: 'client_credentials' }, basic(client.clientId, third))).status).toBe(200);
+        expect((await token({ grant_type: 'client_credentials' }, basic(client.clientId, second))).status).toBe(200);
+        expect((await token({ grant_type: 'client_credentials' }, basic(client.clientId, first))).status).toBe(401);
+      }
+    } finally {
+      h.clock.sync();
+    }
+  });
+
   it.each([
     ['no credentials at all', undefined, {}],
     ['a Basic header without a colon', `Basic ${Buffer.from('just-an-id').toString('base64')}`, {}],

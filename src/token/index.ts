@@ -81,7 +81,8 @@ export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookD
   return {
     async compareClientSecret(this: { clientId: string }, presented: string) {
       const ctx = Provider.ctx!;
-      const method = ctx.headers.authorization === undefined ? 'client_secret_post' : 'client_secret_basic';
+      // The engine reads an empty Authorization header as none and takes the body's credentials.
+      const method = ctx.headers.authorization ? 'client_secret_basic' : 'client_secret_post';
       const outcome = await authenticate({ clientId: this.clientId, secret: presented, method, remoteAddr: ctx.ip });
       if (!outcome.ok) throw new errors.InvalidClientAuth(outcome.reason);
       // Known before the rate limit may refuse it: the client proved its secret either way.

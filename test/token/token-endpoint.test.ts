@@ -120,6 +120,12 @@ describe('successful issuance (RFC 6749 §4.4.3, RFC 9068)', () => {
 
     const basicClientViaPost = await token({ grant_type: 'client_credentials', client_id: id, client_secret: secret });
     expect(basicClientViaPost.status).toBe(401);
+
+    // An empty Authorization header carries no credentials: the body's are client_secret_post.
+    const withEmptyHeader = (clientId: string, clientSecret: string) =>
+      h.request.post('/oauth/token').type('form').set('Authorization', '').send(new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret }).toString());
+    expect((await withEmptyHeader(id, secret)).status).toBe(401);
+    expect((await withEmptyHeader(client.clientId, s)).status).toBe(200);
   });
 });
 

@@ -54,11 +54,6 @@ export class Backoff {
     entry.lockedUntilMs = Math.max(entry.lockedUntilMs, untilMs);
   }
 
-  /** Forgets the key; true if it had failures here. */
-  reset(key: string): boolean {
-    return this.#entries.delete(key);
-  }
-
   #update(key: string, failures: (entry: Entry) => number): Entry {
     const now = this.clock.now();
     const { threshold, windowSeconds, maxSeconds, maxKeys } = this.policy;

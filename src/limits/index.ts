@@ -101,15 +101,6 @@ export class Limits {
     }
   }
 
-  /** A successful authentication clears the client_id's failures. */
-  authSucceeded(clientId: string): void {
-    const client = keyOf(clientId);
-    // Only a key this instance saw fail costs a shared write: this runs on every token request.
-    if (this.#byClient.reset(client) && this.shared) {
-      this.shared.state.forget(`client:${client}`).catch((err: unknown) => this.shared!.log.warn({ err }, 'shared limit not reset'));
-    }
-  }
-
   /** Refuses a client whose token rate is spent; `perMinute` null means the server default. */
   async takeToken(clientId: string, perMinute: number | null): Promise<void> {
     const limit = perMinute ?? this.config.tokenRateLimit;

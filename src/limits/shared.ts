@@ -23,10 +23,6 @@ export class SharedLimitState {
     return rows[0]!.failures;
   }
 
-  async forget(key: string): Promise<void> {
-    await this.db.deleteFrom('limit_failures').where('key', '=', key).execute();
-  }
-
   /**
    * Takes one token from the client's bucket of `perMinute` (refilled continuously, as token-rate.ts
    * does in memory); resolves to 0 when allowed, else the whole seconds until a token is available.

@@ -94,7 +94,8 @@ export function createAuthenticator({ db, records, limits, hasher, verified, clo
       await touchSecret(db, stored.id, now);
       records.invalidate(clientId);
     }
-    limits.authSucceeded(clientId);
+    // A success leaves the client_id's failures alone: clearing them would tell a guesser, by the
+    // back-off's next answer, that the id's workload had authenticated in between (so it exists).
     return { ok: true, client };
   };
 }

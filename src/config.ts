@@ -172,6 +172,8 @@ export function loadConfig(env: Env = process.env): Config {
   const adminBodyLimit = int('ADMIN_BODY_LIMIT', 65_536, 1024, 10_485_760);
   const databasePoolSize = int('DATABASE_POOL_SIZE', 10, 2, 1000);
   const auditRetentionDays = int('AUDIT_RETENTION_DAYS', 0, 0, 36_500);
+  const retentionProblem = auditRetentionTooShort(auditRetentionDays, accessTokenMaxTtl);
+  if (auditRetentionDays > 0 && retentionProblem) problems.push(`AUDIT_RETENTION_DAYS ${retentionProblem}`);
   const metricsPort = env.METRICS_PORT ? int('METRICS_PORT', 0, 1, 65_535) : undefined;
   if (metricsPort !== undefined && metricsPort === port) problems.push(`METRICS_PORT must differ from PORT (${port})`);
   const metricsClientLabels = parseBoolean('METRICS_CLIENT_LABELS', env.METRICS_CLIENT_LABELS, false, problems);
@@ -229,6 +231,17 @@ export function loadConfig(env: Env = process.env): Config {
     metricsPort,
     metricsClientLabels,
   });
+}
+
+/**
+ * Why keeping audit events `days` days is too short, or undefined. Tokens live up to
+ * ACCESS_TOKEN_MAX_TTL, and two things read the log for that long: revoking a token by jti (its
+ * token.issued row names the client) and reserving a deleted client's id (its client.deleted row).
+ */
+export function auditRetentionTooShort(days: number, accessTokenMaxTtl: number): string | undefined {
+  const least = Math.ceil(accessTokenMaxTtl / 86_400);
+  if (days >= least) return undefined;
+  return `must be at least ${least} (ACCESS_TOKEN_MAX_TTL is ${accessTokenMaxTtl} s): revoking a token by jti and reserving a deleted client's id read the audit log for as long as a token can live`;
 }
 
 const SECRET_PARAMETER = /pass|secret|token|credential/i;

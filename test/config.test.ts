@@ -111,6 +111,14 @@ describe('loadConfig', () => {
     expect(problemsOf({ DATABASE_URL: 'postgres://[bad' }).join()).toContain('DATABASE_URL is not a valid');
   });
 
+  it('keeps audit events at least as long as a token can live, unless they are kept forever', () => {
+    const week = String(7 * 86_400);
+    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, AUDIT_RETENTION_DAYS: '6' }).join()).toContain('AUDIT_RETENTION_DAYS must be at least 7 (ACCESS_TOKEN_MAX_TTL is 604800 s)');
+    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, AUDIT_RETENTION_DAYS: '7' })).toEqual([]);
+    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, AUDIT_RETENTION_DAYS: '0' })).toEqual([]);
+    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: '90000', AUDIT_RETENTION_DAYS: '1' }).join()).toContain('must be at least 2');
+  });
+
   it.each([':memory:', 'file::memory:?cache=shared'])('refuses an in-memory database, which would lose clients and audit rows: %s', (url) => {
     expect(problemsOf({ DATABASE_URL: url }).join()).toContain('in-memory');
   });

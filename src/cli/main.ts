@@ -32,7 +32,7 @@ import {
 } from '../clients/client.service.js';
 import { SecretHasher } from '../clients/secret.js';
 import { systemClock } from '../clock.js';
-import { ConfigError, loadConfig } from '../config.js';
+import { ConfigError, auditRetentionTooShort, loadConfig } from '../config.js';
 import { clientChangeAnnouncer } from '../clients/client-changes.js';
 import { openDatabase, type Db } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
@@ -218,6 +218,8 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
               : '--older-than-days must be a whole number from 1 to 36500',
           );
         }
+        const tooShort = auditRetentionTooShort(days, config.accessTokenMaxTtl);
+        if (tooShort) throw new UsageError(`--older-than-days ${tooShort}`);
         const { deleted, cutoff } = await pruneAuditEvents(db, deps.auditLog, systemClock, { olderThanDays: days, actor: 'cli' });
         const before = new Date(cutoff).toISOString();
         out({ deleted, cutoff: before, older_than_days: days }, `deleted ${deleted} audit event${deleted === 1 ? '' : 's'} older than ${before}\n`);

@@ -488,6 +488,15 @@ describe('tessera audit prune', () => {
     expect(JSON.parse((await cli('audit', 'prune', '--json')).stdout)).toMatchObject({ deleted: 1, older_than_days: 7 });
   });
 
+  it('refuses a retention shorter than the longest token lifetime', async () => {
+    await cli('migrate');
+    env.ACCESS_TOKEN_MAX_TTL = String(2 * 86_400);
+    const res = await cli('audit', 'prune', '--older-than-days', '1');
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('--older-than-days must be at least 2 (ACCESS_TOKEN_MAX_TTL is 172800 s)');
+    expect(JSON.parse((await cli('audit', 'prune', '--older-than-days', '2', '--json')).stdout)).toMatchObject({ older_than_days: 2 });
+  });
+
   it.each([
     [[], 'AUDIT_RETENTION_DAYS'],
     [['--older-than-days', '0'], '--older-than-days must be a whole number from 1'],

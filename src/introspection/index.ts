@@ -87,7 +87,13 @@ function callerEndpoint<R extends string>(
       ctx.body = body;
       outcome = { result };
     } catch (err) {
-      if (!(err instanceof OAuthError)) throw err;
+      if (!(err instanceof OAuthError)) {
+        // Audited like any other answer (the last-resort handler sends the 500 and logs the error);
+        // a row that cannot be committed either must not hide the error that caused it.
+        Object.assign(event, { error: 'server_error', reason: 'server_error' });
+        await deps.auditLog.record(event).catch(() => {});
+        throw err;
+      }
       Object.assign(event, { error: err.error, reason: err.reason });
       writeOAuthError(ctx, err, deps.issuer);
       outcome = { result: err.status === 429 || err.status === 503 ? 'refused' : 'error', error: err.error };

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
 import { setClientEnabled } from '../../src/clients/client.service.js';
@@ -135,6 +136,28 @@ describe('POST /oauth/revoke (RFC 7009)', () => {
       { outcome: 'failure', client_id: stranger.id, error: 'unauthorized_client', reason: 'not_permitted' },
     ]);
     expect(JSON.stringify(rows) + JSON.stringify(h.logLines)).not.toContain(token);
+  });
+});
+
+describe('an internal failure at introspection or revocation', () => {
+  it('is answered 500 server_error and still audited', async () => {
+    const token = await issue();
+    const marks = { introspected: (await h.auditRows('token.introspected')).length, revoked: (await h.auditRows('token.revoked')).length };
+    // Both endpoints read the revocation list: without it, every call fails inside.
+    await sql`alter table revoked_tokens rename to revoked_tokens_gone`.execute(h.db);
+    try {
+      const introspected = await h.request.post('/oauth/introspect').type('form').set('Authorization', basic(rs.id, rs.secret)).send(`token=${token}`);
+      const revoked = await revoke(token);
+      for (const res of [introspected, revoked]) {
+        expect(res.status).toBe(500);
+        expect(res.body).toMatchObject({ error: 'server_error' });
+      }
+    } finally {
+      await sql`alter table revoked_tokens_gone rename to revoked_tokens`.execute(h.db);
+    }
+    const failure = { outcome: 'failure', error: 'server_error', reason: 'server_error' };
+    expect((await h.auditRows('token.introspected')).slice(marks.introspected)).toMatchObject([{ ...failure, client_id: rs.id }]);
+    expect((await h.auditRows('token.revoked')).slice(marks.revoked)).toMatchObject([{ ...failure, client_id: workload.id }]);
   });
 });
 

@@ -82,7 +82,7 @@ export const openApiDocument = {
       ClientCreate: {
         type: 'object',
         required: ['client_name'],
-        properties: { client_id: { type: 'string', pattern: '^[A-Za-z0-9._~-]{3,128}$' }, ...clientSettings },
+        properties: { client_id: { type: 'string', pattern: '^[A-Za-z0-9._~-]{3,128}$', description: 'not shaped like a client secret (tsec_…) or a JWT' }, ...clientSettings },
         additionalProperties: false,
       },
       ClientPatch: { type: 'object', properties: clientSettings, additionalProperties: false },

@@ -2,6 +2,7 @@
  * Validation of client settings as an operator supplies them (CLI flags today, admin JSON later).
  * Pure: returns normalized settings or throws InvalidSettingError naming the field.
  */
+import { scrub } from '../audit/audit-log.js';
 import { AUTH_METHODS, GRANT_TYPES, type AuthMethod, type GrantType } from './client.js';
 
 export class InvalidSettingError extends Error {
@@ -75,6 +76,11 @@ export function validateNewClient(input: ClientSettingsInput, limits: SettingLim
 
   if (input.client_id !== undefined && !CLIENT_ID.test(input.client_id)) {
     throw new InvalidSettingError('client_id', 'client_id must be 3-128 characters from A-Z a-z 0-9 . _ ~ -');
+  }
+  // The audit log masks what looks like a secret or a JWT; such an id would be recorded masked, and
+  // revoking one of its tokens by jti (which finds the client in the log) would miss it.
+  if (input.client_id !== undefined && scrub(input.client_id) !== input.client_id) {
+    throw new InvalidSettingError('client_id', 'client_id must not look like a client secret or a JWT');
   }
 
   const description = input.description ?? null;
@@ -158,7 +164,8 @@ function parseScope(field: string, value: string): string[] {
 /** RFC 8707 §2: a resource indicator is an absolute URI without a fragment. */
 function checkAudience(field: string, value: string): void {
   const url = URL.parse(value);
-  if (!url || value.includes('#') || value.length > 512 || CONTROL.test(value)) {
+  // URL.parse trims and percent-encodes spaces, but the value is stored as given: RFC 3986 has none.
+  if (!url || value.includes('#') || value.length > 512 || CONTROL.test(value) || /\s/.test(value)) {
     throw new InvalidSettingError(field, `${field} value ${JSON.stringify(value)} must be an absolute URI without a fragment (RFC 8707)`);
   }
 }

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { epochSeconds, type Clock } from '../clock.js';
 import { auditEvent, type AuditLog } from '../audit/audit-log.js';
 import type { Db } from '../db/database.js';
-import { validateNewClient, type ClientSettings, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
+import { InvalidSettingError, validateNewClient, type ClientSettings, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
 import { lastEventTime } from '../audit/audit-event.repository.js';
 import { DuplicateClientError, deleteClientRow, expireSecret, expireSecretsAfter, findClient, findSecret, insertClient, insertSecret, updateClient, validSecretIds } from './client.repository.js';
 import { presentClient, toClientRow, type Client } from './client.js';
@@ -66,12 +66,18 @@ export class UnknownClientError extends Error {
   readonly code = 'ERR_UNKNOWN_CLIENT';
 }
 
+/** A year: the longest a rotated-out secret may keep working. */
+const MAX_SECRET_OVERLAP = 31_536_000;
+
 /**
  * Issues a new secret. The newest previous secret keeps working for `previousSecretExpiresIn`
  * seconds (0 revokes it at once), so a workload can roll over without downtime; any older secret
  * stops at once, so a client never holds more than two.
  */
 export async function rotateSecret(deps: ClientServiceDeps, clientId: string, previousSecretExpiresIn: number): Promise<string> {
+  if (!Number.isSafeInteger(previousSecretExpiresIn) || previousSecretExpiresIn < 0 || previousSecretExpiresIn > MAX_SECRET_OVERLAP) {
+    throw new InvalidSettingError('previous_secret_expires_in', `previous_secret_expires_in must be a whole number of seconds between 0 and ${MAX_SECRET_OVERLAP}`);
+  }
   const now = epochSeconds(deps.clock);
   const secret = generateSecret();
   const hash = await deps.hasher.hash(secret.value);

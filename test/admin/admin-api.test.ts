@@ -105,6 +105,15 @@ describe('authorization (RFC 6750)', () => {
 });
 
 describe('client lifecycle through the API', () => {
+  it.each([-1, 1.5, 31_536_001, '60'])('refuses a secret overlap of %j, naming the field, and keeps the current secret', async (value) => {
+    const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'overlap', audience: [API] });
+    const { client_id: id, client_secret: secret } = created.body as { client_id: string; client_secret: string };
+    const res = await call('POST', `/admin/clients/${id}/secrets`, '/admin/clients/{client_id}/secrets', { previous_secret_expires_in: value });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ error: 'invalid_request', field: 'previous_secret_expires_in' });
+    expect((await tokenFor(id, secret)).status).toBe(200);
+  });
+
   it('create → token → rotate → both secrets work → old expires → delete → refused and inactive', async () => {
     const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'billing', scope: 'read:data', audience: [API], introspection_audiences: [] });
     expect(created.status).toBe(201);

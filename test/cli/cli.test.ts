@@ -263,6 +263,9 @@ describe('tessera migrate and rotate-secret', () => {
 
   it('rotates a secret, keeping the previous one for the given time', async () => {
     const { client_id } = JSON.parse((await cli('clients', 'create', '--name', 'r', '--json')).stdout) as { client_id: string };
+    const tooLong = await cli('clients', 'rotate-secret', client_id, '--previous-expires-in', '99999999999999999999999');
+    expect(tooLong.code).toBe(1);
+    expect(tooLong.stderr).toContain('previous_secret_expires_in must be a whole number of seconds between 0 and 31536000');
     const rotated = JSON.parse((await cli('clients', 'rotate-secret', client_id, '--previous-expires-in', '60', '--json')).stdout) as Record<string, unknown>;
     expect(rotated).toEqual({ client_id, client_secret: expect.stringMatching(/^tsec_/), previous_secret_expires_in: 60 });
 

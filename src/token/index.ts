@@ -27,7 +27,7 @@ import { Throttled, type Limits } from '../limits/index.js';
 import type { Refusals } from '../limits/refusals.js';
 import type { Authenticator } from './authenticate-client.js';
 import { normalizeErrors } from './normalize-errors.js';
-import { limitTokenBody, parseTokenRequest } from './parse-request.js';
+import { MAX_PARAMETERS, limitTokenBody, parseTokenRequest, tooManyParameters } from './parse-request.js';
 import { decide, type Grant, type PolicyLimits } from './policy.js';
 import { tokenState } from './request-state.js';
 
@@ -81,6 +81,8 @@ export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookD
   return {
     async compareClientSecret(this: { clientId: string }, presented: string) {
       const ctx = Provider.ctx!;
+      // The first hook the engine calls once it has read the form: before any argon2 work.
+      if (tooManyParameters(ctx.oidc.body)) throw new errors.InvalidRequest(`the request must not have more than ${MAX_PARAMETERS} parameters`, undefined, 'too_many_parameters');
       // The engine reads an empty Authorization header as none and takes the body's credentials.
       const method = ctx.headers.authorization ? 'client_secret_basic' : 'client_secret_post';
       const outcome = await authenticate({ clientId: this.clientId, secret: presented, method, remoteAddr: ctx.ip });

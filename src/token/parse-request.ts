@@ -52,6 +52,19 @@ function parseAudience(resource: FormValue, audience: FormValue): RequestedAudie
 }
 
 /**
+ * The engine reads at most 1,000 parameters and drops the rest unseen, a repeated one included
+ * (RFC 6749 §3.2): a request naming more than this many is refused instead. A token request needs
+ * a handful.
+ */
+export const MAX_PARAMETERS = 100;
+
+export function tooManyParameters(body: Readonly<Record<string, unknown>> | undefined): boolean {
+  let count = 0;
+  for (const value of Object.values(body ?? {})) count += Array.isArray(value) ? value.length : 1;
+  return count > MAX_PARAMETERS;
+}
+
+/**
  * Before the engine reads the body: at most FORM_LIMIT_BYTES (16 KiB, as at introspection; the
  * engine alone would take 56 KiB), and its length declared up front (RFC 9110 §15.5.12, 411), so
  * a body is refused before a byte of it is read. Every OAuth client sends Content-Length on a form.

@@ -279,6 +279,8 @@ describe('verified-credential cache', () => {
   });
 });
 
+const filler = (count: number) => Object.fromEntries(Array.from({ length: count }, (_, i) => [`p${i}`, 'x']));
+
 describe('request and policy errors (RFC 6749 §5.2, RFC 8707)', () => {
   const cases: [string, Record<string, string | string[]>, number, string][] = [
     ['missing grant_type', {}, 400, 'invalid_request'],
@@ -291,6 +293,10 @@ describe('request and policy errors (RFC 6749 §5.2, RFC 8707)', () => {
     ['two resources', { grant_type: 'client_credentials', resource: [API, OTHER_API] }, 400, 'invalid_target'],
     ['a duplicated audience parameter', { grant_type: 'client_credentials', audience: [API, API] }, 400, 'invalid_request'],
     ['both resource and audience', { grant_type: 'client_credentials', resource: API, audience: API }, 400, 'invalid_request'],
+    // The engine reads 1,000 parameters and drops the rest: these repeats would go unseen.
+    ['a repeated scope after 999 other parameters', { grant_type: 'client_credentials', ...filler(999), scope: ['read:data', 'admin'] }, 400, 'invalid_request'],
+    ['a resource after 999 other parameters', { grant_type: 'client_credentials', ...filler(999), resource: 'https://evil.example.com' }, 400, 'invalid_request'],
+    ['more than 100 parameters', { grant_type: 'client_credentials', ...filler(100) }, 400, 'invalid_request'],
   ];
 
   it.each(cases)('answers %s with the RFC error code and no token', async (_label, form, status, error) => {

@@ -7,6 +7,7 @@ import type { Context, Middleware } from 'koa';
 
 import type { Client } from '../clients/client.js';
 import type { TokenInspector } from '../introspection/inspect-token.js';
+import { repeatedAuthorization } from '../http/headers.js';
 import { authenticatedAs } from '../http/request-context.js';
 
 export const ADMIN_READ = 'admin:read';
@@ -31,13 +32,14 @@ export function authorizeAdmin(inspect: TokenInspector, issuer: string, findClie
   return async function authorizeAdmin(ctx, next) {
     const scope = ctx.method === 'GET' || ctx.method === 'HEAD' ? ADMIN_READ : ADMIN_WRITE;
     const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(ctx.get('authorization'));
-    const deny = (status: 401 | 403, error: string | undefined, description: string) => {
+    const deny = (status: 400 | 401 | 403, error: string | undefined, description: string) => {
       ctx.status = status;
       // RFC 6750 §3.1: a request without any credentials gets a challenge without an error code.
       ctx.set('WWW-Authenticate', error ? `Bearer ${realm}, error="${error}", error_description="${description}"${status === 403 ? `, scope="${scope}"` : ''}` : `Bearer ${realm}`);
       ctx.body = { error: error ?? 'invalid_token', error_description: description };
     };
 
+    if (repeatedAuthorization(ctx)) return deny(400, 'invalid_request', 'the request must carry at most one Authorization header');
     if (!match) return deny(401, ctx.get('authorization') ? 'invalid_token' : undefined, 'a bearer access token is required');
     const inspection = await inspect(match[1]!);
     if (!inspection.active || inspection.claims.aud !== audience) return deny(401, 'invalid_token', 'the access token is not valid for this API');

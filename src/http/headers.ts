@@ -1,5 +1,19 @@
 import type { Context, Middleware } from 'koa';
 
+/**
+ * Node keeps the first of repeated Authorization headers and drops the rest, while a proxy in front
+ * may have judged the last: such a request is refused as invalid_request (RFC 6749 §5.2 "more than
+ * one mechanism", RFC 6750 §3.1 "multiple credentials").
+ */
+export function repeatedAuthorization(ctx: Context): boolean {
+  const raw = ctx.req.rawHeaders;
+  let seen = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 13 && raw[i]!.toLowerCase() === 'authorization' && ++seen > 1) return true;
+  }
+  return false;
+}
+
 /** RFC 6749 §5.1: responses carrying tokens or credentials must not be cached. */
 export const noStore: Middleware = async function noStore(ctx, next) {
   try {

@@ -14,6 +14,7 @@ import { auditEvent, scrub, type AuditEvent, type AuditLog } from '../audit/audi
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Client } from '../clients/client.js';
 import type { Db } from '../db/database.js';
+import { repeatedAuthorization } from '../http/headers.js';
 import { OAuthError, writeOAuthError } from '../http/oauth-error.js';
 import { readForm, type Form } from '../http/read-form.js';
 import { authenticatedAs, requestIdOf } from '../http/request-context.js';
@@ -76,6 +77,7 @@ function callerEndpoint<R extends string>(
     // Known before the body is read, so even a malformed request is attributed to its caller.
     event.client_id = scrub(basicClientId(ctx.get('authorization')));
     try {
+      if (repeatedAuthorization(ctx)) throw OAuthError.invalidRequest('the request must carry at most one Authorization header', 'repeated_authorization');
       const form = await readForm(ctx);
       const credentials = { ...readClientCredentials(ctx.get('authorization'), form), remoteAddr: ctx.ip };
       event.client_id = scrub(credentials.clientId);

@@ -6,6 +6,7 @@
  */
 import type { Middleware } from 'koa';
 
+import { repeatedAuthorization } from '../http/headers.js';
 import { FORM_LIMIT_BYTES } from '../http/read-form.js';
 import { tokenState } from './request-state.js';
 
@@ -65,7 +66,7 @@ export function tooManyParameters(body: Readonly<Record<string, unknown>> | unde
 }
 
 /**
- * Before the engine reads the body: at most FORM_LIMIT_BYTES (16 KiB, as at introspection; the
+ * Before the engine reads the body: one Authorization header at most (http/headers.ts), at most FORM_LIMIT_BYTES (16 KiB, as at introspection; the
  * engine alone would take 56 KiB), and its length declared up front (RFC 9110 §15.5.12, 411), so
  * a body is refused before a byte of it is read. Every OAuth client sends Content-Length on a form.
  */
@@ -78,7 +79,9 @@ export const limitTokenBody: Middleware = async (ctx, next) => {
     // The unread body would otherwise be taken for the next request on this connection.
     ctx.set('Connection', 'close');
   };
-  if (declared === undefined && ctx.get('transfer-encoding') !== '') {
+  if (repeatedAuthorization(ctx)) {
+    refuse(400, 'repeated_authorization', 'the request must carry at most one Authorization header');
+  } else if (declared === undefined && ctx.get('transfer-encoding') !== '') {
     refuse(411, 'length_required', 'the request must declare its Content-Length');
   } else if (declared !== undefined && declared > FORM_LIMIT_BYTES) {
     refuse(413, 'body_too_large', `the body must not exceed ${FORM_LIMIT_BYTES} bytes`);

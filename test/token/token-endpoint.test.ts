@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -306,6 +307,36 @@ describe('request and policy errors (RFC 6749 §5.2, RFC 8707)', () => {
     expect(typeof res.body.error_description).toBe('string');
     expect(res.body.access_token).toBeUndefined();
     expect(res.headers['cache-control']).toBe('no-store');
+  });
+
+  it('refuses two Authorization headers at every endpoint that reads one, and audits the token request', async () => {
+    // Node keeps the first and drops the second; a proxy may have judged the other one.
+    const server = h.app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    const post = (path: string, body: string, headers: Record<string, string>) =>
+      new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+        const req = request({ host: '127.0.0.1', port, path, method: 'POST', headers: { ...headers, authorization: [basic(id, secret), basic(id, tamper(secret))] } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) as Record<string, unknown> }));
+        });
+        req.on('error', reject).end(body);
+      });
+    try {
+      const mark = (await h.auditRows('token.failed')).length;
+      const form = { 'content-type': 'application/x-www-form-urlencoded' };
+      for (const [path, body] of [['/oauth/token', 'grant_type=client_credentials'], ['/oauth/introspect', 'token=x'], ['/oauth/revoke', 'token=x']] as const) {
+        const res = await post(path, body, form);
+        expect(res.status).toBe(400);
+        expect(res.body.error).toBe('invalid_request');
+      }
+      const admin = await post('/admin/clients', '{}', { 'content-type': 'application/json' });
+      expect(admin.status).toBe(400);
+      expect(admin.body.error).toBe('invalid_request');
+      expect((await h.auditRows('token.failed')).slice(mark)).toMatchObject([{ error: 'invalid_request', reason: 'repeated_authorization' }]);
+    } finally {
+      server.close();
+    }
   });
 
   it('rejects a body that is not form-encoded', async () => {

@@ -316,7 +316,7 @@ describe('request and policy errors (RFC 6749 §5.2, RFC 8707)', () => {
     const { port } = server.address() as AddressInfo;
     const post = (path: string, body: string, headers: Record<string, string>) =>
       new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port, path, method: 'POST', headers: { ...headers, authorization: [basic(id, secret), basic(id, tamper(secret))] } }, (res) => {
+        const req = request({ host: '127.0.0.1', port, path, method: 'POST', headers: ['Host', `127.0.0.1:${port}`, ...Object.entries(headers).flat(), 'Content-Length', String(Buffer.byteLength(body)), 'Authorization', basic(id, secret), 'Authorization', basic(id, tamper(secret))] }, (res) => {
           let text = '';
           res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk)).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) as Record<string, unknown> }));
         });

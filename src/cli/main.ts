@@ -121,6 +121,41 @@ const OPTIONS = {
 } satisfies ParseArgsConfig['options'];
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+type Flag = keyof typeof OPTIONS;
+
+const SETTING_FLAGS: readonly Flag[] = ['name', 'description', 'scope', 'default-scope', 'audience', 'introspect', 'default-audience', 'lifetime', 'token-rate-limit', 'auth-method'];
+
+/**
+ * The flags each command takes besides --json and --help: any other is a usage error, so that
+ * `clients update x --disabled` fails instead of reporting "x unchanged".
+ */
+const COMMAND_FLAGS: Readonly<Record<string, readonly Flag[]>> = {
+  migrate: [],
+  'clients create': [...SETTING_FLAGS, 'id', 'admin', 'disabled'],
+  'clients update': SETTING_FLAGS,
+  'clients list': [],
+  'clients get': [],
+  'clients rotate-secret': ['previous-expires-in'],
+  'clients disable': [],
+  'clients enable': [],
+  'clients delete': [],
+  'clients revoke-tokens': [],
+  'keys list': [],
+  'keys rotate': ['now'],
+  'keys revoke': [],
+  'audit tail': ['limit', 'client-id', 'type'],
+  'audit export': ['since', 'until', 'format'],
+  'audit prune': ['older-than-days'],
+  'config check': [],
+};
+
+function checkFlags(command: string, values: Values): void {
+  const allowed = COMMAND_FLAGS[command];
+  if (allowed === undefined) throw new UsageError(`unknown command "${command}"`);
+  for (const flag of Object.keys(values) as Flag[]) {
+    if (flag !== 'json' && flag !== 'help' && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to "${command}"`);
+  }
+}
 
 function wholeNumber(flag: string, raw: string | undefined): number | undefined {
   if (raw === undefined) return undefined;
@@ -139,11 +174,10 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       io.stdout.write(USAGE);
       return values.help ? 0 : 2;
     }
+    const command = [group, action].filter(Boolean).join(' ');
+    checkFlags(command, values);
     // Before anything opens the database: checking the configuration needs none.
-    if (group === 'config') {
-      if (action !== 'check') throw new UsageError(`unknown command "${[group, action].filter(Boolean).join(' ')}"`);
-      return configCheck(env, values, io);
-    }
+    if (command === 'config check') return configCheck(env, values, io);
 
     const config = loadConfig(env);
     issuer = config.issuer;
@@ -163,7 +197,6 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
     const openKeys = () => KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(deps.auditLog));
     const out = (json: unknown, text: string) => io.stdout.write(values.json ? `${JSON.stringify(json, null, 2)}\n` : text);
 
-    const command = [group, action].filter(Boolean).join(' ');
     switch (command) {
       case 'migrate':
         out({ applied }, applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');

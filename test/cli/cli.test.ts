@@ -164,6 +164,10 @@ describe('tessera clients create --json', () => {
     [['clients', 'create', '--name', 'x', '--auth-method', 'none'], 1, 'invalid token_endpoint_auth_method'],
     [['clients', 'create', '--name', 'x', '--bogus'], 2, 'Unknown option'],
     [['clients', 'explode'], 2, 'unknown command'],
+    [['clients', 'update', 'some-id', '--disabled'], 2, '--disabled does not apply to "clients update"'],
+    [['clients', 'update', 'some-id', '--admin'], 2, '--admin does not apply to "clients update"'],
+    [['clients', 'disable', 'some-id', '--now'], 2, '--now does not apply to "clients disable"'],
+    [['keys', 'list', '--limit', '5'], 2, '--limit does not apply to "keys list"'],
     [['clients', 'get', 'nobody'], 1, 'no client nobody'],
   ])('fails %j with exit %i and a message on stderr only', async (args, code, message) => {
     const res = await cli(...args);

@@ -194,7 +194,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       // Servers on PostgreSQL hear of the change at once, on SQLite within their CLIENT_CACHE_TTL.
       clientChanged: clientChangeAnnouncer(config.databaseUrl, db, () => {}, createLogger('silent')),
     };
-    const openKeys = () => KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(deps.auditLog));
+    const openKeys = () => KeyManager.open(keyPolicy(config, systemClock), auditKeyEvents(deps.auditLog), undefined, { existing: true });
     const out = (json: unknown, text: string) => io.stdout.write(values.json ? `${JSON.stringify(json, null, 2)}\n` : text);
 
     switch (command) {

@@ -74,8 +74,13 @@ export class KeyManager {
   /**
    * Opens the directory: creates it (0700) and a first active key when it holds none, then applies
    * any transition that is due. A key file that cannot be trusted stops here with its name.
+   * `existing`: the directory must already hold keys (the CLI: a wrong KEYS_DIR must not get a key
+   * of its own and be reported as if it were the server's).
    */
-  static async open(policy: KeyPolicy, record: KeyEventSink, log?: Logger): Promise<KeyManager> {
+  static async open(policy: KeyPolicy, record: KeyEventSink, log?: Logger, { existing = false } = {}): Promise<KeyManager> {
+    if (existing && (await readdir(policy.dir).catch(() => [])).filter((n) => n.endsWith('.json')).length === 0) {
+      throw new KeystoreError('ERR_KEYS_DIR', `no signing keys in ${policy.dir}: is KEYS_DIR the server's? (a server creates its first key when it starts)`);
+    }
     await mkdir(policy.dir, { recursive: true, mode: 0o700 });
     if (((await stat(policy.dir)).mode & 0o077) !== 0) {
       await chmod(policy.dir, 0o700).catch((cause: unknown) => {

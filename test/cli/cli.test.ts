@@ -10,8 +10,10 @@ import { EXPORT_BATCH, EXPORT_SETTLE_MS } from '../../src/audit/audit-export.js'
 import { PRUNE_BATCH } from '../../src/audit/audit-retention.js';
 import { CONFIG_VARIABLES } from '../../src/cli/config-check.js';
 import { runCli } from '../../src/cli/main.js';
+import { systemClock } from '../../src/clock.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/db/database.js';
+import { KeyManager, keyPolicy } from '../../src/keys/key-manager.js';
 import {
   API,
   basic,
@@ -243,8 +245,22 @@ describe('tessera parity with the admin API', () => {
     expect(res.stderr).toContain('invalid default_scope');
   });
 
+  it('refuses every keys command on a directory without keys, creating nothing there', async () => {
+    env.KEYS_DIR = join(dir, 'not-the-servers-keys');
+    for (const args of [['list'], ['rotate'], ['revoke', 'some-kid']]) {
+      const res = await cli('keys', ...args);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toContain(`no signing keys in ${env.KEYS_DIR}`);
+    }
+    expect(existsSync(env.KEYS_DIR)).toBe(false);
+    const rows = await withDb((db) => db.selectFrom('audit_events').select('type').where('type', 'like', 'key.%').execute());
+    expect(rows).toEqual([]);
+  });
+
   it('lists keys and tails the audit log as one JSON value', async () => {
     env.KEYS_DIR = join(dir, 'keys');
+    // The keys a server made when it started.
+    await KeyManager.open(keyPolicy(loadConfig(env), systemClock), () => Promise.resolve());
     const { stdout: keys } = await cli('keys', 'list', '--json');
     expect(JSON.parse(keys)).toEqual([expect.objectContaining({ kid: expect.any(String), state: 'active', created_at: expect.any(String), revoked_at: null })]);
 

@@ -111,6 +111,11 @@ describe('loadConfig', () => {
     expect(problemsOf({ DATABASE_URL: 'postgres://[bad' }).join()).toContain('DATABASE_URL is not a valid');
   });
 
+  it('takes an IP address or a host name as HOST, and names HOST otherwise', () => {
+    for (const host of ['0.0.0.0', '::', '::1', 'localhost', 'tessera.internal', 'api-1.example.com']) expect(problemsOf({ HOST: host })).toEqual([]);
+    for (const host of ['not a host', 'http://0.0.0.0', '-bad.example', 'a..b']) expect(problemsOf({ HOST: host }).join()).toContain('HOST must be an IP address or a host name');
+  });
+
   it('keeps audit events at least as long as a token can live, unless they are kept forever', () => {
     const week = String(7 * 86_400);
     expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, AUDIT_RETENTION_DAYS: '6' }).join()).toContain('AUDIT_RETENTION_DAYS must be at least 7 (ACCESS_TOKEN_MAX_TTL is 604800 s)');

@@ -149,7 +149,10 @@ export async function updateClientSettings(
     precondition(current);
 
     const { client_id, created_at, updated_at, ...settings } = presentClient(current);
-    const merged = validateNewClient({ ...settings, ...patch }, deps.limits);
+    // A lifetime stored under an ACCESS_TOKEN_MAX_TTL lowered since (tokens are capped by it anyway)
+    // is judged again only when the patch changes it: disabling such a client must still work.
+    const kept = patch.access_token_ttl === undefined ? (current.accessTokenTtl ?? 0) : 0;
+    const merged = validateNewClient({ ...settings, ...patch }, { ...deps.limits, maxAccessTokenTtl: Math.max(deps.limits.maxAccessTokenTtl, kept) });
     const now = epochSeconds(deps.clock);
     const next: Client = { ...current, ...settingsOf(merged), updatedAt: now };
     const before = presentClient(current) as unknown as Record<string, unknown>;

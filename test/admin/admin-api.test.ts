@@ -4,7 +4,7 @@ import { adminClientSettings } from '../../src/admin/bootstrap.js';
 import { parseDateTime } from '../../src/admin/audit-events.js';
 import { adminRoutes } from '../../src/admin/index.js';
 import { openApiDocument } from '../../src/admin/openapi.js';
-import { setClientEnabled } from '../../src/clients/client.service.js';
+import { setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
 import { ISSUER, basic, startHarness, type Harness } from '../support/harness.js';
 import { expectConforms } from '../support/openapi.js';
 
@@ -105,6 +105,14 @@ describe('authorization (RFC 6750)', () => {
 });
 
 describe('client lifecycle through the API', () => {
+  it('still updates a client whose lifetime exceeds an ACCESS_TOKEN_MAX_TTL lowered since, judging the lifetime only when the patch changes it', async () => {
+    const { client } = await h.createClient({ client_name: 'long-lived', audience: [API], access_token_ttl: 86_400 });
+    const lowered = { ...h.service, limits: { maxAccessTokenTtl: 3600 } };
+    await expect(updateClientSettings(lowered, client.clientId, { enabled: false })).resolves.toMatchObject({ changed: ['enabled'] });
+    await expect(updateClientSettings(lowered, client.clientId, { access_token_ttl: 7200 })).rejects.toMatchObject({ field: 'access_token_ttl' });
+    await expect(updateClientSettings(lowered, client.clientId, { access_token_ttl: 3600 })).resolves.toMatchObject({ changed: ['access_token_ttl'] });
+  });
+
   it.each([-1, 1.5, 31_536_001, '60'])('refuses a secret overlap of %j, naming the field, and keeps the current secret', async (value) => {
     const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'overlap', audience: [API] });
     const { client_id: id, client_secret: secret } = created.body as { client_id: string; client_secret: string };

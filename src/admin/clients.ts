@@ -14,6 +14,7 @@ import {
   type ClientServiceDeps,
 } from '../clients/client.service.js';
 import { presentClient, type Client } from '../clients/client.js';
+import { requestSource } from '../http/request-context.js';
 import { paramsOf } from '../http/routes.js';
 import { AdminError } from './admin-error.js';
 import { adminActor } from './authorize.js';
@@ -34,7 +35,7 @@ export const clientEtag = (client: Client): string =>
   `"${createHash('sha256').update(JSON.stringify(presentClient(client))).digest('base64url')}"`;
 
 export function clientHandlers({ service, bodyLimit }: AdminClientDeps) {
-  const as = (ctx: Context): ClientServiceDeps => ({ ...service, actor: adminActor(ctx) });
+  const as = (ctx: Context): ClientServiceDeps => ({ ...service, actor: adminActor(ctx), source: requestSource(ctx) });
   const clientId = (ctx: Context) => paramsOf(ctx).client_id!;
   const respondClient = (ctx: Context, client: Client, status = 200) => {
     ctx.status = status;

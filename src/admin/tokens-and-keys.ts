@@ -5,6 +5,7 @@ import { findIssuance } from '../audit/audit-event.repository.js';
 import { auditEvent, type AuditLog } from '../audit/audit-log.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
+import { requestSource } from '../http/request-context.js';
 import { paramsOf } from '../http/routes.js';
 import { insertRevokedToken } from '../introspection/revocation.repository.js';
 import type { KeyManager } from '../keys/key-manager.js';
@@ -28,6 +29,7 @@ export function tokenHandlers(db: Db, auditLog: AuditLog, clock: Clock) {
           type: 'token.revoked',
           outcome: 'success',
           client_id: issued.client_id,
+          ...requestSource(ctx),
           audience: issued.audience,
           jti,
           token_expires_at: Number(issued.token_expires_at),

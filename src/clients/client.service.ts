@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { epochSeconds, type Clock } from '../clock.js';
 import { auditEvent, type AuditLog } from '../audit/audit-log.js';
 import type { Db } from '../db/database.js';
+import type { RequestSource } from '../http/request-context.js';
 import { InvalidSettingError, validateNewClient, type ClientSettings, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
 import { lastEventTime } from '../audit/audit-event.repository.js';
 import { DuplicateClientError, deleteClientRow, expireSecret, expireSecretsAfter, findClient, findSecret, insertClient, insertSecret, updateClient, validSecretIds } from './client.repository.js';
@@ -18,6 +19,8 @@ export interface ClientServiceDeps {
   readonly auditLog: AuditLog;
   /** Who acts, for the audit log: `cli`, or the admin client's id. */
   readonly actor: string;
+  /** The admin API request that acts, for the audit log. */
+  readonly source?: RequestSource;
   /** Called after every committed change to a client or its secrets: caches drop the client (client-changes.ts). */
   readonly clientChanged: (clientId: string) => void | Promise<void>;
 }
@@ -95,7 +98,7 @@ export async function rotateSecret(deps: ClientServiceDeps, clientId: string, pr
 /** After an operator's change to a client: caches forget it at once, and one audit row. */
 async function recordChange(deps: ClientServiceDeps, type: string, clientId: string, details: Record<string, unknown> = {}): Promise<void> {
   await deps.clientChanged(clientId);
-  return deps.auditLog.record(auditEvent({ type, outcome: 'success', client_id: clientId, details: { actor: deps.actor, ...details } }));
+  return deps.auditLog.record(auditEvent({ type, outcome: 'success', client_id: clientId, ...deps.source, details: { actor: deps.actor, ...details } }));
 }
 
 /**

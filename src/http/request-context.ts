@@ -17,6 +17,17 @@ export function requestIdOf(ctx: Context): string | null {
   return id ?? null;
 }
 
+/** Where a request came from, as every audit row written for it records it. */
+export interface RequestSource {
+  readonly remote_addr: string | null;
+  readonly user_agent: string | null;
+  readonly request_id: string | null;
+}
+
+export function requestSource(ctx: Context): RequestSource {
+  return { remote_addr: scrub(ctx.ip, 64), user_agent: scrub(ctx.get('user-agent')), request_id: requestIdOf(ctx) };
+}
+
 /**
  * Names the client a request authenticated as, for its access-log line. Only a proven client_id
  * is logged: a presented one may be anything, a secret pasted into the wrong field included.

@@ -17,7 +17,7 @@ import type { Db } from '../db/database.js';
 import { repeatedAuthorization } from '../http/headers.js';
 import { OAuthError, writeOAuthError } from '../http/oauth-error.js';
 import { readForm, type Form } from '../http/read-form.js';
-import { authenticatedAs, requestIdOf } from '../http/request-context.js';
+import { authenticatedAs, requestSource } from '../http/request-context.js';
 import type { Limits } from '../limits/index.js';
 import type { CallOutcome, IntrospectionResult, Metrics, RevocationResult } from '../ops/metrics.js';
 import type { Authenticator } from '../token/authenticate-client.js';
@@ -73,7 +73,7 @@ function callerEndpoint<R extends string>(
 
   async function answer(ctx: Context): Promise<CallOutcome<R | 'error' | 'refused'>> {
     let outcome: CallOutcome<R | 'error' | 'refused'>;
-    const event = auditEvent({ type, outcome: 'failure', remote_addr: scrub(ctx.ip, 64), user_agent: scrub(ctx.get('user-agent')), request_id: requestIdOf(ctx) });
+    const event = auditEvent({ type, outcome: 'failure', ...requestSource(ctx) });
     // Known before the body is read, so even a malformed request is attributed to its caller.
     event.client_id = scrub(basicClientId(ctx.get('authorization')));
     try {

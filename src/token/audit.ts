@@ -7,7 +7,7 @@ import type { Context, Middleware } from 'koa';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import { scrub, type AuditEvent, type AuditLog } from '../audit/audit-log.js';
-import { requestIdOf } from '../http/request-context.js';
+import { requestIdOf, requestSource } from '../http/request-context.js';
 import type { Refusals } from '../limits/refusals.js';
 import type { Logger } from '../log.js';
 import { SERVER_ERROR } from '../http/oauth-error.js';
@@ -32,9 +32,7 @@ export function tokenAuditEvent(ctx: Context): AuditEvent {
     outcome: issued ? 'success' : 'failure',
     // As presented: from the form (post) or as the engine decoded it from the Basic header.
     client_id: scrub(form.client_id ?? oidc?.client?.clientId),
-    remote_addr: scrub(ctx.ip, 64),
-    user_agent: scrub(ctx.get('user-agent')),
-    request_id: requestIdOf(ctx),
+    ...requestSource(ctx),
     requested_scope: scrub(form.scope, 1024),
     granted_scope: issued ? scrub(body.scope, 1024) : null,
     audience: scrub(state.grant?.audience ?? form.resource ?? form.audience, 512),

@@ -454,7 +454,7 @@ describe('audit of admin writes, and secrets', () => {
     const id = created.body.client_id as string;
     await call('PATCH', `/admin/clients/${id}`, '/admin/clients/{client_id}', { description: 'd', enabled: false }, { 'If-Match': created.headers.etag! });
     await call('POST', `/admin/clients/${id}/secrets`, '/admin/clients/{client_id}/secrets');
-    await call('DELETE', `/admin/clients/${id}`, '/admin/clients/{client_id}');
+    await call('DELETE', `/admin/clients/${id}`, '/admin/clients/{client_id}', undefined, { 'User-Agent': 'ops-console/1.0', 'X-Request-Id': 'delete-tracked' });
     const rows = (await h.auditRows('client.')).filter((r) => r.client_id === id);
     expect(rows.map((r) => [r.type, JSON.parse(r.details!) as unknown])).toEqual([
       ['client.created', { actor: adminId, fields: ['client_name', 'audience'] }],
@@ -462,6 +462,18 @@ describe('audit of admin writes, and secrets', () => {
       ['client.secret_rotated', { actor: adminId, previous_secret_expires_in: 86_400 }],
       ['client.deleted', { actor: adminId }],
     ]);
+    // Each row can be tied to its request's access-log line and caller.
+    for (const row of rows) expect(row).toMatchObject({ remote_addr: expect.any(String), request_id: expect.any(String) });
+    expect(rows.at(-1)).toMatchObject({ user_agent: 'ops-console/1.0', request_id: 'delete-tracked' });
+  });
+
+  it('records where an admin token revocation came from', async () => {
+    const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'leaky', audience: [API] });
+    const issued = await tokenFor(created.body.client_id as string, created.body.client_secret as string);
+    const { jti } = JSON.parse(Buffer.from((issued.body.access_token as string).split('.')[1]!, 'base64url').toString()) as { jti: string };
+    await call('DELETE', `/admin/tokens/${jti}`, '/admin/tokens/{jti}', undefined, { 'X-Request-Id': 'revoke-leaked' });
+    const [row] = (await h.auditRows('token.revoked')).filter((r) => r.jti === jti);
+    expect(row).toMatchObject({ request_id: 'revoke-leaked', remote_addr: expect.any(String) });
   });
 
   it('never returns or logs a secret hash, and shows a secret only in the response that creates it', async () => {

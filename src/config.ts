@@ -123,7 +123,8 @@ export function loadConfig(env: Env = process.env): Config {
 
   const port = int('PORT', 3000, 0, 65_535);
   const host = env.HOST || '127.0.0.1';
-  // Checked here: listen() would otherwise fail later with a resolver error and a stack.
+  // A malformed value is named here with the others; one that is well formed but does not resolve
+  // to this machine is named when the server fails to listen (server.ts).
   if (isIP(host) === 0 && !HOSTNAME.test(host)) problems.push(`HOST must be an IP address or a host name, got ${JSON.stringify(host)}`);
   const accessTokenMaxTtl = int('ACCESS_TOKEN_MAX_TTL', 86_400, 60, 31_536_000);
   const accessTokenTtl = int('ACCESS_TOKEN_TTL', 3600, 60, 31_536_000);
@@ -246,8 +247,9 @@ export function auditRetentionTooShort(days: number, accessTokenMaxTtl: number):
   return `must be at least ${least} (ACCESS_TOKEN_MAX_TTL is ${accessTokenMaxTtl} s): revoking a token by jti and reserving a deleted client's id read the audit log for as long as a token can live`;
 }
 
-// RFC 1123 labels, dot-separated.
-const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+// Host names as RFC 1123 allows them (a fully qualified one may end with a dot): nothing the resolver
+// would reject before even asking.
+const HOSTNAME = /^(?=.{1,254}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
 
 const SECRET_PARAMETER = /pass|secret|token|credential/i;
 

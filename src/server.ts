@@ -59,11 +59,13 @@ async function main(): Promise<void> {
   // METRICS_PORT: /metrics on its own port (same HOST), which operators can keep off the public network.
   const metricsServer = config.metricsPort === undefined ? undefined : createMetricsApp(metrics, log).listen(config.metricsPort, config.host);
   if (metricsServer) {
+    exitOnListenError(metricsServer, `HOST ${config.host}, METRICS_PORT ${config.metricsPort}`);
     metricsServer.headersTimeout = 10_000;
     metricsServer.requestTimeout = 15_000;
     metricsServer.once('listening', () => log.info({ host: config.host, port: config.metricsPort }, 'metrics listening'));
   }
   const server: Server = app.listen(config.port, config.host);
+  exitOnListenError(server, `HOST ${config.host}, PORT ${config.port}`);
   // Slow or idle clients must not hold sockets open indefinitely.
   server.headersTimeout = 10_000;
   server.requestTimeout = 15_000;
@@ -102,6 +104,20 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+}
+
+/**
+ * Until a server listens, its error (the port taken, a HOST that does not resolve or is not this
+ * machine's) ends start-up with a line naming the settings, like a configuration problem, instead
+ * of an unhandled 'error' event and its stack.
+ */
+function exitOnListenError(server: Server, settings: string): void {
+  const fail = (err: NodeJS.ErrnoException) => {
+    process.stderr.write(`tessera: cannot listen on ${settings}: ${err.code ?? err.message}\n`);
+    process.exit(1);
+  };
+  server.once('error', fail);
+  server.once('listening', () => server.off('error', fail));
 }
 
 /** Shown once, on the console only: this is the one moment the secret exists in plaintext. */

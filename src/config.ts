@@ -138,11 +138,12 @@ export function loadConfig(env: Env = process.env): Config {
   if (dialectOf(databaseUrl) === 'postgres') {
     // Checked here so a typo fails at start-up with a message, not at the first query.
     if (!URL.canParse(databaseUrl)) problems.push('DATABASE_URL is not a valid postgres:// URL');
-  } else if (databaseUrl === ':memory:' || databaseUrl.startsWith('file:')) {
+  } else if (databaseUrl === ':memory:' || /^file:.*memory/i.test(databaseUrl)) {
     problems.push('DATABASE_URL must be a SQLite file path: an in-memory database would lose every client and audit row');
-  } else if (/^[a-z][a-z0-9+.-]+:/i.test(databaseUrl) || /^\s*(host|hostaddr|port|dbname|user|password|service|sslmode)\s*=/i.test(databaseUrl)) {
-    // Anything URL-like (a mistyped postgres:/, mysql://) or a libpq "host=… password=…" string
-    // would otherwise be taken for a file name: the server would start on a new, empty database.
+  } else if (/^\s|\s$/.test(databaseUrl) || /^(postgres|[a-z][a-z0-9+.-]*:\/)/i.test(databaseUrl) || /^(host|hostaddr|port|dbname|user|password|service|sslmode)\s*=/i.test(databaseUrl)) {
+    // A URL of any other form (a mistyped postgres:/, file:///, mysql://), a libpq "host=… password=…"
+    // string or a value padded with spaces would otherwise be taken for a file name: the server would
+    // start on a new, empty database, under a name that may hold a password.
     problems.push('DATABASE_URL must be a SQLite file path (e.g. /var/lib/tessera/tessera.db) or a postgres:// URL');
   }
 
@@ -175,7 +176,7 @@ export function loadConfig(env: Env = process.env): Config {
   const adminBodyLimit = int('ADMIN_BODY_LIMIT', 65_536, 1024, 10_485_760);
   const databasePoolSize = int('DATABASE_POOL_SIZE', 10, 2, 1000);
   const auditRetentionDays = int('AUDIT_RETENTION_DAYS', 0, 0, 36_500);
-  const retentionProblem = auditRetentionTooShort(auditRetentionDays, accessTokenMaxTtl);
+  const retentionProblem = auditRetentionTooShort(auditRetentionDays, accessTokenMaxTtl, clockLeeway);
   if (auditRetentionDays > 0 && retentionProblem) problems.push(`AUDIT_RETENTION_DAYS ${retentionProblem}`);
   const metricsPort = env.METRICS_PORT ? int('METRICS_PORT', 0, 1, 65_535) : undefined;
   if (metricsPort !== undefined && metricsPort === port) problems.push(`METRICS_PORT must differ from PORT (${port})`);
@@ -237,14 +238,15 @@ export function loadConfig(env: Env = process.env): Config {
 }
 
 /**
- * Why keeping audit events `days` days is too short, or undefined. Tokens live up to
- * ACCESS_TOKEN_MAX_TTL, and two things read the log for that long: revoking a token by jti (its
- * token.issued row names the client) and reserving a deleted client's id (its client.deleted row).
+ * Why keeping audit events `days` days is too short, or undefined. Tokens are active up to
+ * ACCESS_TOKEN_MAX_TTL + CLOCK_LEEWAY, and two things read the log for that long: revoking a token
+ * by jti (its token.issued row names the client) and reserving a deleted client's id (its
+ * client.deleted row).
  */
-export function auditRetentionTooShort(days: number, accessTokenMaxTtl: number): string | undefined {
-  const least = Math.ceil(accessTokenMaxTtl / 86_400);
+export function auditRetentionTooShort(days: number, accessTokenMaxTtl: number, clockLeeway: number): string | undefined {
+  const least = Math.ceil((accessTokenMaxTtl + clockLeeway) / 86_400);
   if (days >= least) return undefined;
-  return `must be at least ${least} (ACCESS_TOKEN_MAX_TTL is ${accessTokenMaxTtl} s): revoking a token by jti and reserving a deleted client's id read the audit log for as long as a token can live`;
+  return `must be at least ${least} (ACCESS_TOKEN_MAX_TTL ${accessTokenMaxTtl} s + CLOCK_LEEWAY ${clockLeeway} s): revoking a token by jti and reserving a deleted client's id read the audit log for as long as a token can be active`;
 }
 
 // Host names as RFC 1123 allows them (a fully qualified one may end with a dot): nothing the resolver

@@ -102,12 +102,12 @@ describe('loadConfig', () => {
       expect(dialectOf(url)).toBe('postgres');
     }
     expect(dialectOf('/var/lib/tessera/tessera.db')).toBe('sqlite');
-    for (const url of ['mysql://db/tessera', 'postgres:/tessera:pw@db/tessera', 'postgresql:db/tessera', 'host=db dbname=tessera password=hunter2']) {
+    for (const url of ['mysql://db/tessera', 'postgres:/tessera:pw@db/tessera', 'postgresql:db/tessera', 'host=db dbname=tessera password=hunter2', ' postgres://u:pw@db/x', 'file:///var/lib/tessera.db']) {
       const problems = problemsOf({ DATABASE_URL: url }).join();
       expect(problems).toContain('DATABASE_URL must be a SQLite file path');
       expect(problems).not.toMatch(/pw|hunter2/);
     }
-    for (const path of ['./data/tessera.db', 'data/tessera.db', 'tessera=1.db', './host=db']) expect(problemsOf({ DATABASE_URL: path })).toEqual([]);
+    for (const path of ['./data/tessera.db', 'data/tessera.db', 'tessera=1.db', './host=db', 'backup-2026-01-01T00:00:00.db']) expect(problemsOf({ DATABASE_URL: path })).toEqual([]);
     expect(problemsOf({ DATABASE_URL: 'postgres://[bad' }).join()).toContain('DATABASE_URL is not a valid');
   });
 
@@ -118,10 +118,11 @@ describe('loadConfig', () => {
 
   it('keeps audit events at least as long as a token can live, unless they are kept forever', () => {
     const week = String(7 * 86_400);
-    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, AUDIT_RETENTION_DAYS: '6' }).join()).toContain('AUDIT_RETENTION_DAYS must be at least 7 (ACCESS_TOKEN_MAX_TTL is 604800 s)');
-    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, AUDIT_RETENTION_DAYS: '7' })).toEqual([]);
+    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, CLOCK_LEEWAY: '0', AUDIT_RETENTION_DAYS: '6' }).join()).toContain('AUDIT_RETENTION_DAYS must be at least 7 (ACCESS_TOKEN_MAX_TTL 604800 s + CLOCK_LEEWAY 0 s)');
+    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, CLOCK_LEEWAY: '0', AUDIT_RETENTION_DAYS: '7' })).toEqual([]);
+    // A token stays active for the leeway after it expires: a week and 10 s need 8 days.
+    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, CLOCK_LEEWAY: '10', AUDIT_RETENTION_DAYS: '7' }).join()).toContain('must be at least 8');
     expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: week, AUDIT_RETENTION_DAYS: '0' })).toEqual([]);
-    expect(problemsOf({ ACCESS_TOKEN_MAX_TTL: '90000', AUDIT_RETENTION_DAYS: '1' }).join()).toContain('must be at least 2');
   });
 
   it.each([':memory:', 'file::memory:?cache=shared'])('refuses an in-memory database, which would lose clients and audit rows: %s', (url) => {

@@ -152,6 +152,8 @@ const COMMAND_FLAGS: Readonly<Record<string, readonly Flag[]>> = {
 function checkFlags(command: string, values: Values): void {
   const allowed = COMMAND_FLAGS[command];
   if (allowed === undefined) throw new UsageError(`unknown command "${command}"`);
+  // Before the database is opened: a usage error changes nothing, not even the schema.
+  if (values.json && command === 'audit export') throw new UsageError('audit export writes JSON lines (--format jsonl); --json does not apply');
   for (const flag of Object.keys(values) as Flag[]) {
     if (flag !== 'json' && flag !== 'help' && !allowed.includes(flag)) throw new UsageError(`--${flag} does not apply to "${command}"`);
   }
@@ -251,7 +253,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
               : '--older-than-days must be a whole number from 1 to 36500',
           );
         }
-        const tooShort = auditRetentionTooShort(days, config.accessTokenMaxTtl);
+        const tooShort = auditRetentionTooShort(days, config.accessTokenMaxTtl, config.clockLeeway);
         if (tooShort) throw new UsageError(`--older-than-days ${tooShort}`);
         const { deleted, cutoff } = await pruneAuditEvents(db, deps.auditLog, systemClock, { olderThanDays: days, actor: 'cli' });
         const before = new Date(cutoff).toISOString();
@@ -348,7 +350,6 @@ function dateTime(flag: string, raw: string | undefined): number | undefined {
  * memory stays flat however many rows there are. If stdout fails (a closed pipe), stops.
  */
 async function exportCommand(db: Db, values: Values, io: CliIo): Promise<number> {
-  if (values.json) throw new UsageError('audit export writes JSON lines (--format jsonl); --json does not apply');
   const format = values.format ?? 'jsonl';
   if (format !== 'jsonl') throw new UsageError(`--format must be jsonl (the only export format), got ${JSON.stringify(format)}`);
   const since = dateTime('since', values.since);

@@ -62,6 +62,8 @@ const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/;
 const CLIENT_ID = /^[A-Za-z0-9._~-]{3,128}$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
+// RFC 3986 §2: unreserved, reserved and percent-encoded characters.
+const URI_CHARACTERS = /^[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=%]+$/;
 // In u-mode a valid pair reads as one astral code point, so only unpaired halves match.
 const LONE_SURROGATE = /\p{Cs}/u;
 
@@ -164,8 +166,9 @@ function parseScope(field: string, value: string): string[] {
 /** RFC 8707 §2: a resource indicator is an absolute URI without a fragment. */
 function checkAudience(field: string, value: string): void {
   const url = URL.parse(value);
-  // URL.parse trims and percent-encodes spaces, but the value is stored as given: RFC 3986 has none.
-  if (!url || value.includes('#') || value.length > 512 || CONTROL.test(value) || /\s/.test(value)) {
+  // URL.parse trims, and percent-encodes what RFC 3986 does not allow (spaces, quotes, <, >, |,
+  // non-ASCII), but the value is stored and compared as given: it must already be a URI.
+  if (!url || value.includes('#') || value.length > 512 || !URI_CHARACTERS.test(value)) {
     throw new InvalidSettingError(field, `${field} value ${JSON.stringify(value)} must be an absolute URI without a fragment (RFC 8707)`);
   }
 }

@@ -117,6 +117,7 @@ export function listSecrets(db: Handle, clientId: string): Promise<Omit<ClientSe
     .selectFrom('client_secrets')
     .select(['id', 'client_id', 'created_at', 'expires_at', 'last_used_at'])
     .where('client_id', '=', clientId)
+    .orderBy(sql`expires_at is null`, 'desc')
     .orderBy('created_at', 'desc')
     .orderBy('id')
     .execute();

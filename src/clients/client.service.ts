@@ -153,8 +153,9 @@ export async function updateClientSettings(
 
     const { client_id, created_at, updated_at, ...settings } = presentClient(current);
     // A lifetime stored under an ACCESS_TOKEN_MAX_TTL lowered since (tokens are capped by it anyway)
-    // is judged again only when the patch changes it: disabling such a client must still work.
-    const kept = patch.access_token_ttl === undefined ? (current.accessTokenTtl ?? 0) : 0;
+    // is judged again only when the patch changes it: disabling such a client must still work, also
+    // from a console that sends the whole client back.
+    const kept = patch.access_token_ttl === undefined || patch.access_token_ttl === current.accessTokenTtl ? (current.accessTokenTtl ?? 0) : 0;
     const merged = validateNewClient({ ...settings, ...patch }, { ...deps.limits, maxAccessTokenTtl: Math.max(deps.limits.maxAccessTokenTtl, kept) });
     const now = epochSeconds(deps.clock);
     const next: Client = { ...current, ...settingsOf(merged), updatedAt: now };

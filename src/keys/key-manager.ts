@@ -78,7 +78,8 @@ export class KeyManager {
    * of its own and be reported as if it were the server's).
    */
   static async open(policy: KeyPolicy, record: KeyEventSink, log?: Logger, { existing = false } = {}): Promise<KeyManager> {
-    if (existing && (await readdir(policy.dir).catch(() => [])).filter((n) => n.endsWith('.json')).length === 0) {
+    const absent = (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err));
+    if (existing && (await readDirectory(policy.dir).catch(absent)).length === 0) {
       throw new KeystoreError('ERR_KEYS_DIR', `no signing keys in ${policy.dir}: is KEYS_DIR the server's? (a server creates its first key when it starts)`);
     }
     await mkdir(policy.dir, { recursive: true, mode: 0o700 });

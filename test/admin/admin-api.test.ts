@@ -109,6 +109,7 @@ describe('client lifecycle through the API', () => {
     const { client } = await h.createClient({ client_name: 'long-lived', audience: [API], access_token_ttl: 86_400 });
     const lowered = { ...h.service, limits: { maxAccessTokenTtl: 3600 } };
     await expect(updateClientSettings(lowered, client.clientId, { enabled: false })).resolves.toMatchObject({ changed: ['enabled'] });
+    await expect(updateClientSettings(lowered, client.clientId, { enabled: true, access_token_ttl: 86_400 })).resolves.toMatchObject({ changed: ['enabled'] });
     await expect(updateClientSettings(lowered, client.clientId, { access_token_ttl: 7200 })).rejects.toMatchObject({ field: 'access_token_ttl' });
     await expect(updateClientSettings(lowered, client.clientId, { access_token_ttl: 3600 })).resolves.toMatchObject({ changed: ['access_token_ttl'] });
   });

@@ -514,10 +514,10 @@ describe('tessera audit prune', () => {
   it('refuses a retention shorter than the longest token lifetime', async () => {
     await cli('migrate');
     env.ACCESS_TOKEN_MAX_TTL = String(2 * 86_400);
-    const res = await cli('audit', 'prune', '--older-than-days', '1');
+    const res = await cli('audit', 'prune', '--older-than-days', '2');
     expect(res.code).toBe(2);
-    expect(res.stderr).toContain('--older-than-days must be at least 2 (ACCESS_TOKEN_MAX_TTL is 172800 s)');
-    expect(JSON.parse((await cli('audit', 'prune', '--older-than-days', '2', '--json')).stdout)).toMatchObject({ older_than_days: 2 });
+    expect(res.stderr).toContain('--older-than-days must be at least 3 (ACCESS_TOKEN_MAX_TTL 172800 s + CLOCK_LEEWAY 10 s)');
+    expect(JSON.parse((await cli('audit', 'prune', '--older-than-days', '3', '--json')).stdout)).toMatchObject({ older_than_days: 3 });
   });
 
   it.each([

@@ -112,7 +112,7 @@ describe('loadConfig', () => {
   });
 
   it('takes an IP address or a host name as HOST, and names HOST otherwise', () => {
-    for (const host of ['0.0.0.0', '::', '::1', 'localhost', 'tessera.internal', 'api-1.example.com']) expect(problemsOf({ HOST: host })).toEqual([]);
+    for (const host of ['0.0.0.0', '::', '::1', 'localhost', 'localhost.', 'tessera.internal', 'api-1.example.com']) expect(problemsOf({ HOST: host })).toEqual([]);
     for (const host of ['not a host', 'http://0.0.0.0', '-bad.example', 'a..b']) expect(problemsOf({ HOST: host }).join()).toContain('HOST must be an IP address or a host name');
   });
 

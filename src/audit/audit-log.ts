@@ -4,7 +4,10 @@
  */
 import { randomBytes } from 'node:crypto';
 
+import type { Transaction } from 'kysely';
+
 import type { Clock } from '../clock.js';
+import type { Database } from '../db/database.js';
 import type { Logger } from '../log.js';
 import type { NewAuditEventRow } from './audit-event.table.js';
 import type { AuditWriter } from './audit-writer.js';
@@ -105,12 +108,27 @@ export class AuditLog {
 
   /** Resolves once the row is committed; rejects if it could not be. */
   record(event: AuditEvent): Promise<void> {
-    const occurredAt = this.clock.now();
-    const row = { id: newEventId(occurredAt), occurred_at: occurredAt, ...event, details: event.details ?? null };
+    const row = this.#row(event);
     return new Promise<void>((resolve, reject) => {
       this.#queue.push({ row, resolve, reject });
       this.#writer ??= this.#write();
     });
+  }
+
+  /**
+   * Writes the row in the caller's transaction, so that an operator's change and its audit row
+   * commit or fail together. Resolves to the row's log line, to be written once that transaction
+   * has committed.
+   */
+  async recordIn(trx: Transaction<Database>, event: AuditEvent): Promise<() => void> {
+    const row = this.#row(event);
+    await trx.insertInto('audit_events').values(row).execute();
+    return () => this.log.info({ audit: row }, row.type);
+  }
+
+  #row(event: AuditEvent): NewAuditEventRow {
+    const occurredAt = this.clock.now();
+    return { id: newEventId(occurredAt), occurred_at: occurredAt, ...event, details: event.details ?? null };
   }
 
   /** Resolves when every row recorded so far is committed (or failed): for shutdown. */

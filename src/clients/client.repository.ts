@@ -37,13 +37,12 @@ export class DuplicateClientError extends Error {
 }
 
 /** Inserts a client with its first secret hash, atomically. */
-export async function insertClient(db: Db, client: NewClientRow, secret: NewClientSecretRow): Promise<void> {
-  await db.transaction().execute(async (trx) => {
-    const existing = await trx.selectFrom('clients').select('client_id').where('client_id', '=', client.client_id).executeTakeFirst();
-    if (existing) throw new DuplicateClientError(`client ${client.client_id} already exists`);
-    await trx.insertInto('clients').values(client).execute();
-    await trx.insertInto('client_secrets').values(secret).execute();
-  });
+/** In the caller's write transaction, so the check for a taken id and the insert cannot be split. */
+export async function insertClient(trx: Transaction<Database>, client: NewClientRow, secret: NewClientSecretRow): Promise<void> {
+  const existing = await trx.selectFrom('clients').select('client_id').where('client_id', '=', client.client_id).executeTakeFirst();
+  if (existing) throw new DuplicateClientError(`client ${client.client_id} already exists`);
+  await trx.insertInto('clients').values(client).execute();
+  await trx.insertInto('client_secrets').values(secret).execute();
 }
 
 export async function insertSecret(db: Handle, secret: NewClientSecretRow): Promise<void> {

@@ -1,9 +1,11 @@
-/** Operations on clients shared by the CLI and (later) the admin API. */
+/** Operations on clients shared by the CLI and the admin API: each one change, with its audit row. */
 import { randomUUID } from 'node:crypto';
+
+import type { Transaction } from 'kysely';
 
 import { epochSeconds, type Clock } from '../clock.js';
 import { auditEvent, type AuditLog } from '../audit/audit-log.js';
-import type { Db } from '../db/database.js';
+import type { Database, Db } from '../db/database.js';
 import type { RequestSource } from '../http/request-context.js';
 import { InvalidSettingError, validateNewClient, type ClientSettings, type ClientSettingsInput, type SettingLimits } from './client-settings.js';
 import { lastEventTime } from '../audit/audit-event.repository.js';
@@ -52,16 +54,11 @@ export async function createClient(deps: ClientServiceDeps, input: ClientSetting
   }
   const secret = generateSecret();
   const client: Client = { ...settingsOf(settings), clientId, tokensRevokedBefore: null, createdAt: now, updatedAt: now };
-  await insertClient(deps.db, toClientRow(client), {
-    id: secret.id,
-    client_id: clientId,
-    hash: await deps.hasher.hash(secret.value),
-    created_at: now,
-    expires_at: null,
-    last_used_at: null,
+  const hash = await deps.hasher.hash(secret.value);
+  await change(deps, clientId, async (trx) => {
+    await insertClient(trx, toClientRow(client), { id: secret.id, client_id: clientId, hash, created_at: now, expires_at: null, last_used_at: null });
+    return { result: undefined, event: { type: 'client.created', details: { fields: Object.keys(input).filter((k) => input[k as keyof ClientSettingsInput] !== undefined) } } };
   });
-
-  await recordChange(deps, 'client.created', clientId, { fields: Object.keys(input).filter((k) => input[k as keyof ClientSettingsInput] !== undefined) });
   return { client, clientSecret: secret.value };
 }
 
@@ -84,52 +81,72 @@ export async function rotateSecret(deps: ClientServiceDeps, clientId: string, pr
   const now = epochSeconds(deps.clock);
   const secret = generateSecret();
   const hash = await deps.hasher.hash(secret.value);
-  await deps.db.transaction().execute(async (trx) => {
+  await change(deps, clientId, async (trx) => {
     if (!(await findClient(trx, clientId))) throw new UnknownClientError(`no client ${clientId}`);
     const [previous] = await validSecretIds(trx, clientId, now);
     await expireSecretsAfter(trx, clientId, now, previous);
     if (previous !== undefined) await expireSecretsAfter(trx, clientId, now + previousSecretExpiresIn);
     await insertSecret(trx, { id: secret.id, client_id: clientId, hash, created_at: now, expires_at: null, last_used_at: null });
+    return { result: undefined, event: { type: 'client.secret_rotated', details: { previous_secret_expires_in: previousSecretExpiresIn } } };
   });
-  await recordChange(deps, 'client.secret_rotated', clientId, { previous_secret_expires_in: previousSecretExpiresIn });
   return secret.value;
 }
 
-/** After an operator's change to a client: caches forget it at once, and one audit row. */
-async function recordChange(deps: ClientServiceDeps, type: string, clientId: string, details: Record<string, unknown> = {}): Promise<void> {
-  await deps.clientChanged(clientId);
-  return deps.auditLog.record(auditEvent({ type, outcome: 'success', client_id: clientId, ...deps.source, details: { actor: deps.actor, ...details } }));
+/** What an operator's change did: its result, and the audit event it records (none: nothing changed). */
+interface Change<T> {
+  readonly result: T;
+  readonly event?: { readonly type: string; readonly details?: Record<string, unknown> } | undefined;
 }
 
 /**
- * A transaction even for one statement: write transactions run one at a time (db/database.ts), so
- * this cannot land between the read and the write of a concurrent updateClientSettings, which
- * would then write the old value back (re-enabling a client just disabled, say).
+ * Runs an operator's change in one write transaction together with its audit row, so that neither
+ * lands without the other. Write transactions run one at a time (db/database.ts), so a change
+ * cannot land between the read and the write of another (re-enabling a client just disabled, say).
+ * Once committed, caches forget the client and the row is mirrored as a log line.
  */
-async function updateOrThrow(deps: ClientServiceDeps, clientId: string, update: Parameters<typeof updateClient>[2]): Promise<void> {
-  const updated = await deps.db.transaction().execute((trx) => updateClient(trx, clientId, { ...update, updated_at: epochSeconds(deps.clock) }));
-  if (!updated) throw new UnknownClientError(`no client ${clientId}`);
+async function change<T>(deps: ClientServiceDeps, clientId: string, work: (trx: Transaction<Database>) => Promise<Change<T>>): Promise<T> {
+  let logLine: (() => void) | undefined;
+  const result = await deps.db.transaction().execute(async (trx) => {
+    const { result, event } = await work(trx);
+    if (event) {
+      const details = { actor: deps.actor, ...event.details };
+      logLine = await deps.auditLog.recordIn(trx, auditEvent({ type: event.type, outcome: 'success', client_id: clientId, ...deps.source, details }));
+    }
+    return result;
+  });
+  if (logLine) {
+    await deps.clientChanged(clientId);
+    logLine();
+  }
+  return result;
+}
+
+/** One update of the client's row, audited as `type`. */
+async function updateOrThrow(deps: ClientServiceDeps, clientId: string, update: Parameters<typeof updateClient>[2], type: string, details?: Record<string, unknown>): Promise<void> {
+  await change(deps, clientId, async (trx) => {
+    if (!(await updateClient(trx, clientId, { ...update, updated_at: epochSeconds(deps.clock) }))) throw new UnknownClientError(`no client ${clientId}`);
+    return { result: undefined, event: { type, details } };
+  });
 }
 
 /** A disabled client can neither get tokens nor authenticate, and its outstanding tokens are inactive. */
 export async function setClientEnabled(deps: ClientServiceDeps, clientId: string, enabled: boolean): Promise<void> {
-  await updateOrThrow(deps, clientId, { enabled: enabled ? 1 : 0 });
-  await recordChange(deps, enabled ? 'client.enabled' : 'client.disabled', clientId);
+  await updateOrThrow(deps, clientId, { enabled: enabled ? 1 : 0 }, enabled ? 'client.enabled' : 'client.disabled');
 }
 
 /** Every token of the client issued up to now (same second included) becomes inactive. */
 export async function revokeClientTokens(deps: ClientServiceDeps, clientId: string): Promise<number> {
   const now = epochSeconds(deps.clock);
-  await updateOrThrow(deps, clientId, { tokens_revoked_before: now });
-  await recordChange(deps, 'client.tokens_revoked', clientId, { revoked_before: now });
+  await updateOrThrow(deps, clientId, { tokens_revoked_before: now }, 'client.tokens_revoked', { revoked_before: now });
   return now;
 }
 
 /** Deletes the client and its secrets; its outstanding tokens become inactive. */
 export async function deleteClient(deps: ClientServiceDeps, clientId: string): Promise<void> {
-  // In a transaction, so it runs between other writes, not inside one (updateOrThrow says why).
-  if (!(await deps.db.transaction().execute((trx) => deleteClientRow(trx, clientId)))) throw new UnknownClientError(`no client ${clientId}`);
-  await recordChange(deps, 'client.deleted', clientId);
+  await change(deps, clientId, async (trx) => {
+    if (!(await deleteClientRow(trx, clientId))) throw new UnknownClientError(`no client ${clientId}`);
+    return { result: undefined, event: { type: 'client.deleted' } };
+  });
 }
 
 /** The settings an operator may change after creation; client_id and times are not among them. */
@@ -146,7 +163,7 @@ export async function updateClientSettings(
   patch: ClientPatch,
   precondition: (current: Client) => void = () => {},
 ): Promise<{ client: Client; changed: string[] }> {
-  const result = await deps.db.transaction().execute(async (trx) => {
+  return change(deps, clientId, async (trx) => {
     const current = await findClient(trx, clientId);
     if (!current) throw new UnknownClientError(`no client ${clientId}`);
     precondition(current);
@@ -166,22 +183,18 @@ export async function updateClientSettings(
       const { client_id: _id, created_at: _created, ...row } = toClientRow(next);
       await updateClient(trx, clientId, row);
     }
-    return { client: changed.length > 0 ? next : current, changed };
+    return { result: { client: changed.length > 0 ? next : current, changed }, event: changed.length > 0 ? { type: 'client.updated', details: { changed } } : undefined };
   });
-  if (result.changed.length > 0) await recordChange(deps, 'client.updated', clientId, { changed: result.changed });
-  return result;
 }
 
 /** Revokes one secret at once; resolves to false when the client has no such secret. */
 export async function revokeSecret(deps: ClientServiceDeps, clientId: string, secretId: string): Promise<boolean> {
   const now = epochSeconds(deps.clock);
-  const found = await deps.db.transaction().execute(async (trx) => {
+  return change(deps, clientId, async (trx) => {
     const secret = await findSecret(trx, clientId, secretId);
-    if (secret && (secret.expires_at === null || Number(secret.expires_at) > now)) await expireSecret(trx, secretId, now);
-    return secret !== undefined;
+    if (!secret) return { result: false };
+    if (secret.expires_at === null || Number(secret.expires_at) > now) await expireSecret(trx, secretId, now);
+    return { result: true, event: { type: 'client.secret_revoked', details: { secret_id: secretId } } };
   });
-  if (!found) return false;
-  await recordChange(deps, 'client.secret_revoked', clientId, { secret_id: secretId });
-  return true;
 }
 

@@ -1,10 +1,11 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { adminClientSettings } from '../../src/admin/bootstrap.js';
 import { parseDateTime } from '../../src/admin/audit-events.js';
 import { adminRoutes } from '../../src/admin/index.js';
 import { openApiDocument } from '../../src/admin/openapi.js';
-import { setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
+import { createClient, deleteClient, revokeClientTokens, revokeSecret, rotateSecret, setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
 import { ISSUER, basic, startHarness, type Harness } from '../support/harness.js';
 import { expectConforms } from '../support/openapi.js';
 
@@ -450,6 +451,35 @@ describe('lists', () => {
 });
 
 describe('audit of admin writes, and secrets', () => {
+  it('makes no change whose audit row cannot be written', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'unaudited', audience: [API] });
+    const id = client.clientId;
+    const { id: secretId } = await h.db.selectFrom('client_secrets').select('id').where('client_id', '=', id).executeTakeFirstOrThrow();
+    const state = async () => ({
+      client: await h.db.selectFrom('clients').selectAll().where('client_id', '=', id).executeTakeFirst(),
+      secrets: await h.db.selectFrom('client_secrets').select(['id', 'expires_at']).where('client_id', '=', id).orderBy('id').execute(),
+      ghost: await h.db.selectFrom('clients').select('client_id').where('client_id', '=', 'ghost-client').executeTakeFirst(),
+    });
+    const before = await state();
+    const writes: [string, () => Promise<unknown>][] = [
+      ['create', () => createClient(h.service, { client_name: 'ghost', client_id: 'ghost-client', audience: [API] })],
+      ['rotate', () => rotateSecret(h.service, id, 0)],
+      ['disable', () => setClientEnabled(h.service, id, false)],
+      ['update', () => updateClientSettings(h.service, id, { description: 'changed' })],
+      ['revoke tokens', () => revokeClientTokens(h.service, id)],
+      ['revoke secret', () => revokeSecret(h.service, id, secretId)],
+      ['delete', () => deleteClient(h.service, id)],
+    ];
+    await sql`alter table audit_events rename to audit_events_gone`.execute(h.db);
+    try {
+      for (const [label, write] of writes) await expect(write(), label).rejects.toThrow();
+    } finally {
+      await sql`alter table audit_events_gone rename to audit_events`.execute(h.db);
+    }
+    expect(await state()).toEqual(before);
+    expect((await tokenFor(id, secret)).status).toBe(200);
+  });
+
   it('records every write with the admin client as actor and the changed fields', async () => {
     const created = await call('POST', '/admin/clients', '/admin/clients', { client_name: 'tracked', audience: [API] });
     const id = created.body.client_id as string;

@@ -101,6 +101,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     service: { db, hasher, clock, limits: { maxAccessTokenTtl: config.accessTokenMaxTtl }, auditLog, clientChanged },
     inspect,
     auditLog,
+    refusals: limits.refusals,
     keys,
     clock,
     issuer: config.issuer,

@@ -5,10 +5,12 @@
  */
 import type { Context, Middleware } from 'koa';
 
+import { auditEvent, scrub, type AuditLog } from '../audit/audit-log.js';
 import type { Client } from '../clients/client.js';
 import type { TokenInspector } from '../introspection/inspect-token.js';
 import { repeatedAuthorization } from '../http/headers.js';
-import { authenticatedAs } from '../http/request-context.js';
+import { authenticatedAs, requestSource } from '../http/request-context.js';
+import type { Refusals } from '../limits/refusals.js';
 
 export const ADMIN_READ = 'admin:read';
 export const ADMIN_WRITE = 'admin:write';
@@ -25,28 +27,43 @@ export function adminActor(ctx: Context): string {
  * A token proves what its client was allowed when it was issued; an admin demoted since then must
  * lose access at once, so the client's current audiences and scopes are checked too.
  */
-export function authorizeAdmin(inspect: TokenInspector, issuer: string, findClient: (clientId: string) => Promise<Client | undefined>): Middleware {
+export interface AdminAuthorizationDeps {
+  readonly inspect: TokenInspector;
+  readonly issuer: string;
+  readonly findClient: (clientId: string) => Promise<Client | undefined>;
+  readonly auditLog: AuditLog;
+  /** Denials are audited like refused requests: a row for the first per address and period, the rest counted. */
+  readonly refusals: Refusals;
+}
+
+export function authorizeAdmin({ inspect, issuer, findClient, auditLog, refusals }: AdminAuthorizationDeps): Middleware {
   const audience = adminAudience(issuer);
   const realm = `realm="${issuer}"`;
 
   return async function authorizeAdmin(ctx, next) {
     const scope = ctx.method === 'GET' || ctx.method === 'HEAD' ? ADMIN_READ : ADMIN_WRITE;
     const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(ctx.get('authorization'));
-    const deny = (status: 400 | 401 | 403, error: string | undefined, description: string) => {
+    /** `clientId`: the token's client, once the token is known to be Tessera's own and active. */
+    const deny = async (status: 400 | 401 | 403, error: string | undefined, reason: string, description: string, clientId: string | null = null) => {
       ctx.status = status;
       // RFC 6750 §3.1: a request without any credentials gets a challenge without an error code.
       ctx.set('WWW-Authenticate', error ? `Bearer ${realm}, error="${error}", error_description="${description}"${status === 403 ? `, scope="${scope}"` : ''}` : `Bearer ${realm}`);
       ctx.body = { error: error ?? 'invalid_token', error_description: description };
+      if (refusals.admit({ kind: 'address', value: ctx.ip, reason })) {
+        const event = auditEvent({ type: 'admin.denied', outcome: 'failure', client_id: clientId, ...requestSource(ctx), error: error ?? 'invalid_token', reason, details: { method: ctx.method, route: scrub(ctx.path) } });
+        await auditLog.record(event);
+      }
     };
 
-    if (repeatedAuthorization(ctx)) return deny(400, 'invalid_request', 'the request must carry at most one Authorization header');
-    if (!match) return deny(401, ctx.get('authorization') ? 'invalid_token' : undefined, 'a bearer access token is required');
+    if (repeatedAuthorization(ctx)) return deny(400, 'invalid_request', 'repeated_authorization', 'the request must carry at most one Authorization header');
+    if (!match) return deny(401, ctx.get('authorization') ? 'invalid_token' : undefined, ctx.get('authorization') ? 'malformed_token' : 'token_missing', 'a bearer access token is required');
     const inspection = await inspect(match[1]!);
-    if (!inspection.active || inspection.claims.aud !== audience) return deny(401, 'invalid_token', 'the access token is not valid for this API');
-    if (!(inspection.claims.scope ?? '').split(' ').includes(scope)) return deny(403, 'insufficient_scope', `this request requires the ${scope} scope`);
-    const client = await findClient(inspection.claims.client_id);
-    if (!client?.audiences.includes(audience)) return deny(401, 'invalid_token', 'the access token is not valid for this API');
-    if (!client.scopes.includes(scope)) return deny(403, 'insufficient_scope', `this request requires the ${scope} scope`);
+    if (!inspection.active || inspection.claims.aud !== audience) return deny(401, 'invalid_token', inspection.active ? 'wrong_audience' : inspection.reason, 'the access token is not valid for this API');
+    const tokenClient = inspection.claims.client_id;
+    if (!(inspection.claims.scope ?? '').split(' ').includes(scope)) return deny(403, 'insufficient_scope', 'insufficient_scope', `this request requires the ${scope} scope`, tokenClient);
+    const client = await findClient(tokenClient);
+    if (!client?.audiences.includes(audience)) return deny(401, 'invalid_token', 'not_admin', 'the access token is not valid for this API', tokenClient);
+    if (!client.scopes.includes(scope)) return deny(403, 'insufficient_scope', 'insufficient_scope', `this request requires the ${scope} scope`, tokenClient);
 
     (ctx.state as { adminClientId?: string }).adminClientId = inspection.claims.client_id;
     authenticatedAs(ctx, inspection.claims.client_id);

@@ -13,6 +13,7 @@ import { noStore } from '../http/headers.js';
 import type { RouteTable } from '../http/routes.js';
 import type { TokenInspector } from '../introspection/inspect-token.js';
 import type { KeyManager } from '../keys/key-manager.js';
+import type { Refusals } from '../limits/refusals.js';
 import { adminErrors } from './admin-error.js';
 import { auditHandlers } from './audit-events.js';
 import { authorizeAdmin } from './authorize.js';
@@ -27,6 +28,8 @@ export interface AdminDeps {
   readonly service: Omit<ClientServiceDeps, 'actor'>;
   readonly inspect: TokenInspector;
   readonly auditLog: AuditLog;
+  /** Where denied requests are counted, so a flood of them cannot flood the audit log. */
+  readonly refusals: Refusals;
   readonly keys: KeyManager;
   readonly clock: Clock;
   readonly issuer: string;
@@ -34,7 +37,7 @@ export interface AdminDeps {
 }
 
 export function adminRoutes(deps: AdminDeps): RouteTable {
-  const authorize = authorizeAdmin(deps.inspect, deps.issuer, (clientId) => findClient(deps.db, clientId));
+  const authorize = authorizeAdmin({ inspect: deps.inspect, issuer: deps.issuer, findClient: (clientId) => findClient(deps.db, clientId), auditLog: deps.auditLog, refusals: deps.refusals });
   const guarded = (handler: Middleware): Middleware[] => [noStore, adminErrors, authorize, handler];
   const clients = clientHandlers({ service: deps.service, bodyLimit: deps.bodyLimit });
   const audit = auditHandlers(deps.db);

@@ -70,6 +70,25 @@ describe('authorization (RFC 6750)', () => {
     expect(res.headers['www-authenticate']).toMatch(/^Bearer realm="[^"]+", error="invalid_token"/);
   });
 
+  it('audits denied requests: a row for the first per address and reason in each period, the rest counted', async () => {
+    await h.limits.refusals.flush();
+    const since = (await h.auditRows()).length;
+    expect((await get()).status).toBe(401);
+    expect((await get()).status).toBe(401);
+    expect((await get('Bearer garbage')).status).toBe(401);
+    expect((await h.request.post('/admin/clients').set('Authorization', `Bearer ${reader}`).send({ client_name: 'x' })).status).toBe(403);
+    const denied = (await h.auditRows()).slice(since).filter((r) => r.type === 'admin.denied');
+    expect(denied).toMatchObject([
+      { outcome: 'failure', error: 'invalid_token', reason: 'token_missing', client_id: null, remote_addr: expect.any(String), request_id: expect.any(String) },
+      { error: 'invalid_token', reason: expect.any(String), client_id: null },
+      { error: 'insufficient_scope', reason: 'insufficient_scope', client_id: expect.any(String), details: expect.stringContaining('"method":"POST"') },
+    ]);
+    expect(denied[1]!.reason).not.toBe('token_missing');
+    await h.limits.refusals.flush();
+    const [summary] = (await h.auditRows()).slice(since).filter((r) => r.type === 'limit.refused' && r.reason === 'token_missing');
+    expect(JSON.parse(summary!.details!)).toMatchObject({ refused: 1 });
+  });
+
   it('refuses a write with admin:read only: 403 insufficient_scope naming the scope', async () => {
     expect((await get(`Bearer ${reader}`)).status).toBe(200);
     const res = await h.request.post('/admin/clients').set('Authorization', `Bearer ${reader}`).send({ client_name: 'x' });

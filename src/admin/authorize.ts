@@ -43,22 +43,29 @@ export function authorizeAdmin({ inspect, issuer, findClient, auditLog, refusals
   return async function authorizeAdmin(ctx, next) {
     const scope = ctx.method === 'GET' || ctx.method === 'HEAD' ? ADMIN_READ : ADMIN_WRITE;
     const match = /^Bearer ([A-Za-z0-9\-._~+/]+=*)$/i.exec(ctx.get('authorization'));
-    /** `clientId`: the token's client, once the token is known to be Tessera's own and active. */
+    /**
+     * `clientId`: the token's client, once the token is known to be Tessera's own and active. Denials
+     * are counted per client when it is known, else per address, so one admin client's denials do
+     * not hide another's. The row is committed before the answer is set: if it cannot be, the
+     * caller gets the last-resort 500, without a challenge.
+     */
     const deny = async (status: 400 | 401 | 403, error: string | undefined, reason: string, description: string, clientId: string | null = null) => {
+      const key = clientId === null ? { kind: 'address' as const, value: ctx.ip } : { kind: 'client_id' as const, value: clientId };
+      if (refusals.admit({ ...key, reason: `admin.denied:${reason}` })) {
+        const event = auditEvent({ type: 'admin.denied', outcome: 'failure', client_id: clientId, ...requestSource(ctx), error: error ?? 'invalid_token', reason, details: { method: ctx.method, route: scrub(ctx.path) } });
+        await auditLog.record(event);
+      }
       ctx.status = status;
       // RFC 6750 §3.1: a request without any credentials gets a challenge without an error code.
       ctx.set('WWW-Authenticate', error ? `Bearer ${realm}, error="${error}", error_description="${description}"${status === 403 ? `, scope="${scope}"` : ''}` : `Bearer ${realm}`);
       ctx.body = { error: error ?? 'invalid_token', error_description: description };
-      if (refusals.admit({ kind: 'address', value: ctx.ip, reason })) {
-        const event = auditEvent({ type: 'admin.denied', outcome: 'failure', client_id: clientId, ...requestSource(ctx), error: error ?? 'invalid_token', reason, details: { method: ctx.method, route: scrub(ctx.path) } });
-        await auditLog.record(event);
-      }
     };
 
     if (repeatedAuthorization(ctx)) return deny(400, 'invalid_request', 'repeated_authorization', 'the request must carry at most one Authorization header');
     if (!match) return deny(401, ctx.get('authorization') ? 'invalid_token' : undefined, ctx.get('authorization') ? 'malformed_token' : 'token_missing', 'a bearer access token is required');
     const inspection = await inspect(match[1]!);
-    if (!inspection.active || inspection.claims.aud !== audience) return deny(401, 'invalid_token', inspection.active ? 'wrong_audience' : inspection.reason, 'the access token is not valid for this API');
+    if (!inspection.active) return deny(401, 'invalid_token', inspection.reason, 'the access token is not valid for this API');
+    if (inspection.claims.aud !== audience) return deny(401, 'invalid_token', 'wrong_audience', 'the access token is not valid for this API', inspection.claims.client_id);
     const tokenClient = inspection.claims.client_id;
     if (!(inspection.claims.scope ?? '').split(' ').includes(scope)) return deny(403, 'insufficient_scope', 'insufficient_scope', `this request requires the ${scope} scope`, tokenClient);
     const client = await findClient(tokenClient);

@@ -1,5 +1,7 @@
 /** Reading the audit log: paged newest first, by id, and a token's issuance by jti. */
-import type { Db } from '../db/database.js';
+import type { Transaction } from 'kysely';
+
+import type { Database, Db } from '../db/database.js';
 import type { AuditEventRow } from './audit-event.table.js';
 
 export interface AuditQuery {
@@ -41,7 +43,7 @@ export function findIssuance(db: Db, jti: string): Promise<{ client_id: string |
 }
 
 /** When an event of this type last happened to this client (epoch ms), if ever. */
-export async function lastEventTime(db: Db, clientId: string, type: string): Promise<number | undefined> {
+export async function lastEventTime(db: Db | Transaction<Database>, clientId: string, type: string): Promise<number | undefined> {
   const row = await db
     .selectFrom('audit_events')
     .select('occurred_at')

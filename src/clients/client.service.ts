@@ -43,19 +43,19 @@ export async function createClient(deps: ClientServiceDeps, input: ClientSetting
   const settings = validateNewClient(input, deps.limits);
   const now = epochSeconds(deps.clock);
   const clientId = settings.clientId ?? randomUUID();
-  if (settings.clientId !== undefined) {
-    // Tokens name their client by id only: a new client under a recently deleted id could be
-    // taken for the old one by a gateway that verifies offline, so the id waits until every
-    // token of the old client has expired.
-    const deletedAt = await lastEventTime(deps.db, clientId, 'client.deleted');
-    if (deletedAt !== undefined && deletedAt + deps.limits.maxAccessTokenTtl * 1000 > deps.clock.now()) {
-      throw new DuplicateClientError(`client_id ${clientId} was deleted less than ACCESS_TOKEN_MAX_TTL ago; its tokens may still be valid`);
-    }
-  }
   const secret = generateSecret();
   const client: Client = { ...settingsOf(settings), clientId, tokensRevokedBefore: null, createdAt: now, updatedAt: now };
   const hash = await deps.hasher.hash(secret.value);
   await change(deps, clientId, async (trx) => {
+    if (settings.clientId !== undefined) {
+      // Tokens name their client by id only: a new client under a recently deleted id could be
+      // taken for the old one by a gateway that verifies offline, so the id waits until every
+      // token of the old client has expired. Read in the transaction: a delete cannot slip in.
+      const deletedAt = await lastEventTime(trx, clientId, 'client.deleted');
+      if (deletedAt !== undefined && deletedAt + deps.limits.maxAccessTokenTtl * 1000 > deps.clock.now()) {
+        throw new DuplicateClientError(`client_id ${clientId} was deleted less than ACCESS_TOKEN_MAX_TTL ago; its tokens may still be valid`);
+      }
+    }
     await insertClient(trx, toClientRow(client), { id: secret.id, client_id: clientId, hash, created_at: now, expires_at: null, last_used_at: null });
     return { result: undefined, event: { type: 'client.created', details: { fields: Object.keys(input).filter((k) => input[k as keyof ClientSettingsInput] !== undefined) } } };
   });

@@ -5,6 +5,7 @@ import { adminClientSettings } from '../../src/admin/bootstrap.js';
 import { parseDateTime } from '../../src/admin/audit-events.js';
 import { adminRoutes } from '../../src/admin/index.js';
 import { openApiDocument } from '../../src/admin/openapi.js';
+import type { SecretHasher } from '../../src/clients/secret.js';
 import { createClient, deleteClient, revokeClientTokens, revokeSecret, rotateSecret, setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
 import { ISSUER, basic, startHarness, type Harness } from '../support/harness.js';
 import { expectConforms } from '../support/openapi.js';
@@ -70,23 +71,42 @@ describe('authorization (RFC 6750)', () => {
     expect(res.headers['www-authenticate']).toMatch(/^Bearer realm="[^"]+", error="invalid_token"/);
   });
 
-  it('audits denied requests: a row for the first per address and reason in each period, the rest counted', async () => {
+  it('audits denied requests: a row for the first per client (else address) and reason in each period, the rest counted', async () => {
     await h.limits.refusals.flush();
     const since = (await h.auditRows()).length;
     expect((await get()).status).toBe(401);
     expect((await get()).status).toBe(401);
     expect((await get('Bearer garbage')).status).toBe(401);
-    expect((await h.request.post('/admin/clients').set('Authorization', `Bearer ${reader}`).send({ client_name: 'x' })).status).toBe(403);
+    const readers = [await adminToken('admin:read'), await adminToken('admin:read')];
+    for (const { token } of readers) expect((await h.request.post('/admin/clients').set('Authorization', `Bearer ${token}`).send({ client_name: 'x' })).status).toBe(403);
+    const { client, secret } = await h.createClient({ client_name: 'prober', audience: [API] });
+    expect((await get(`Bearer ${(await tokenFor(client.clientId, secret)).body.access_token as string}`)).status).toBe(401);
     const denied = (await h.auditRows()).slice(since).filter((r) => r.type === 'admin.denied');
     expect(denied).toMatchObject([
       { outcome: 'failure', error: 'invalid_token', reason: 'token_missing', client_id: null, remote_addr: expect.any(String), request_id: expect.any(String) },
       { error: 'invalid_token', reason: expect.any(String), client_id: null },
-      { error: 'insufficient_scope', reason: 'insufficient_scope', client_id: expect.any(String), details: expect.stringContaining('"method":"POST"') },
+      // Each admin client's denial is its own row, though they share an address.
+      { error: 'insufficient_scope', reason: 'insufficient_scope', client_id: readers[0]!.clientId, details: expect.stringContaining('"method":"POST"') },
+      { error: 'insufficient_scope', reason: 'insufficient_scope', client_id: readers[1]!.clientId },
+      { error: 'invalid_token', reason: 'wrong_audience', client_id: client.clientId },
     ]);
     expect(denied[1]!.reason).not.toBe('token_missing');
     await h.limits.refusals.flush();
-    const [summary] = (await h.auditRows()).slice(since).filter((r) => r.type === 'limit.refused' && r.reason === 'token_missing');
+    const [summary] = (await h.auditRows()).slice(since).filter((r) => r.type === 'limit.refused' && r.reason === 'admin.denied:token_missing');
     expect(JSON.parse(summary!.details!)).toMatchObject({ refused: 1 });
+  });
+
+  it('answers a denial whose audit row cannot be written with a plain 500, no challenge', async () => {
+    await h.limits.refusals.flush();
+    await sql`alter table audit_events rename to audit_events_gone`.execute(h.db);
+    try {
+      const res = await get();
+      expect(res.status).toBe(500);
+      expect(res.body.error).toBe('server_error');
+      expect(res.headers['www-authenticate']).toBeUndefined();
+    } finally {
+      await sql`alter table audit_events_gone rename to audit_events`.execute(h.db);
+    }
   });
 
   it('refuses a write with admin:read only: 403 insufficient_scope naming the scope', async () => {
@@ -477,11 +497,12 @@ describe('audit of admin writes, and secrets', () => {
     const state = async () => ({
       client: await h.db.selectFrom('clients').selectAll().where('client_id', '=', id).executeTakeFirst(),
       secrets: await h.db.selectFrom('client_secrets').select(['id', 'expires_at']).where('client_id', '=', id).orderBy('id').execute(),
-      ghost: await h.db.selectFrom('clients').select('client_id').where('client_id', '=', 'ghost-client').executeTakeFirst(),
+      ghosts: await h.db.selectFrom('clients').select('client_id').where('client_name', 'in', ['ghost', 'ghost without id']).execute(),
     });
     const before = await state();
     const writes: [string, () => Promise<unknown>][] = [
       ['create', () => createClient(h.service, { client_name: 'ghost', client_id: 'ghost-client', audience: [API] })],
+      ['create without an id', () => createClient(h.service, { client_name: 'ghost without id', audience: [API] })],
       ['rotate', () => rotateSecret(h.service, id, 0)],
       ['disable', () => setClientEnabled(h.service, id, false)],
       ['update', () => updateClientSettings(h.service, id, { description: 'changed' })],
@@ -497,6 +518,19 @@ describe('audit of admin writes, and secrets', () => {
     }
     expect(await state()).toEqual(before);
     expect((await tokenFor(id, secret)).status).toBe(200);
+  });
+
+  it('refuses an id deleted while its new client was being prepared', async () => {
+    await h.createClient({ client_name: 'victim', client_id: 'victim-id', audience: [API] });
+    // The delete commits while the new secret is being hashed, between validation and the insert.
+    const hasher = Object.assign(Object.create(h.service.hasher) as SecretHasher, {
+      hash: async (value: string) => {
+        await deleteClient(h.service, 'victim-id');
+        return h.service.hasher.hash(value);
+      },
+    });
+    await expect(createClient({ ...h.service, hasher }, { client_name: 'successor', client_id: 'victim-id', audience: [API] })).rejects.toThrow(/deleted less than ACCESS_TOKEN_MAX_TTL ago/);
+    expect(await h.db.selectFrom('clients').select('client_id').where('client_id', '=', 'victim-id').executeTakeFirst()).toBeUndefined();
   });
 
   it('records every write with the admin client as actor and the changed fields', async () => {

@@ -32,7 +32,7 @@ export interface AdminAuthorizationDeps {
   readonly issuer: string;
   readonly findClient: (clientId: string) => Promise<Client | undefined>;
   readonly auditLog: AuditLog;
-  /** Denials are audited like refused requests: a row for the first per address and period, the rest counted. */
+  /** Denials are audited like refused requests: a row for the first per client (else address) and reason in each period, the rest counted. */
   readonly refusals: Refusals;
 }
 

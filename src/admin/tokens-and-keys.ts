@@ -23,7 +23,7 @@ export function tokenHandlers(db: Db, auditLog: AuditLog, clock: Clock) {
       const jti = paramsOf(ctx).jti!;
       const issued = await findIssuance(db, jti);
       if (!issued?.client_id || issued.token_expires_at === null) throw AdminError.notFound('token');
-      await insertRevokedToken(db, { jti, clientId: issued.client_id, expiresAt: Number(issued.token_expires_at) }, epochSeconds(clock));
+      const revoked = await insertRevokedToken(db, { jti, clientId: issued.client_id, expiresAt: Number(issued.token_expires_at) }, epochSeconds(clock));
       await auditLog.record(
         auditEvent({
           type: 'token.revoked',
@@ -33,7 +33,8 @@ export function tokenHandlers(db: Db, auditLog: AuditLog, clock: Clock) {
           audience: issued.audience,
           jti,
           token_expires_at: Number(issued.token_expires_at),
-          details: { actor: adminActor(ctx), revoked: true },
+          // As at /oauth/revoke: false when the token was already on the list.
+          details: { actor: adminActor(ctx), revoked },
         }),
       );
       ctx.status = 204;

@@ -36,8 +36,7 @@ export class DuplicateClientError extends Error {
   readonly code = 'ERR_DUPLICATE_CLIENT';
 }
 
-/** Inserts a client with its first secret hash, atomically. */
-/** In the caller's write transaction, so the check for a taken id and the insert cannot be split. */
+/** Inserts a client with its first secret hash, in the caller's write transaction: the check for a taken id and the insert cannot be split. */
 export async function insertClient(trx: Transaction<Database>, client: NewClientRow, secret: NewClientSecretRow): Promise<void> {
   const existing = await trx.selectFrom('clients').select('client_id').where('client_id', '=', client.client_id).executeTakeFirst();
   if (existing) throw new DuplicateClientError(`client ${client.client_id} already exists`);

@@ -2,7 +2,7 @@
  * POST /oauth/token (RFC 6749 §4.4 client_credentials, RFC 9068 JWT access tokens). Start here.
  *
  * oidc-provider runs the protocol; Tessera's steps plug into it. A request meets them in order:
- *   1. parse-request.ts        16 KiB at most, then the engine reads the form; we read scope and audience
+ *   1. parse-request.ts        one Authorization header, 16 KiB and 100 parameters at most; we read scope and audience
  *      provider/adapter.ts     the engine gets the same stand-in client for any id (no lookup)
  *   2. authenticate-client.ts  one argon2id verify, as the engine's Client#compareClientSecret;
  *      normalize-errors.ts     every authentication failure answered as one 401 invalid_client

@@ -66,9 +66,10 @@ export function tooManyParameters(body: Readonly<Record<string, unknown>> | unde
 }
 
 /**
- * Before the engine reads the body: one Authorization header at most (http/headers.ts), at most FORM_LIMIT_BYTES (16 KiB, as at introspection; the
- * engine alone would take 56 KiB), and its length declared up front (RFC 9110 §15.5.12, 411), so
- * a body is refused before a byte of it is read. Every OAuth client sends Content-Length on a form.
+ * Before the engine reads the body: one Authorization header at most (http/headers.ts), at most
+ * FORM_LIMIT_BYTES (16 KiB, as at introspection; the engine alone would take 56 KiB), and its length
+ * declared up front (RFC 9110 §15.5.12, 411), so a body is refused before a byte of it is read.
+ * Every OAuth client sends Content-Length on a form.
  */
 export const limitTokenBody: Middleware = async (ctx, next) => {
   const declared = ctx.request.length;

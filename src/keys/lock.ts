@@ -60,6 +60,27 @@ function deadOnThisHost(holder: LockHolder | undefined): boolean {
   }
 }
 
+/**
+ * Removes the lock if it is still the one judged dead. Checking and removing are two steps, so two
+ * waiters doing both at once could remove a lock a third took in between: they do it one at a time,
+ * under a second lock file held only for those two steps (and broken like the first when its
+ * holder died).
+ */
+async function breakDeadLock(path: string, judged: LockHolder | undefined, owner: string): Promise<void> {
+  const breaker = `${path}.break`;
+  if (!(await acquire(breaker, owner))) {
+    if ((await ageOf(breaker)) > STALE_MS || deadOnThisHost(await holderOf(breaker))) await rm(breaker, { force: true });
+    return;
+  }
+  try {
+    // The same owner or, for a holder that died before writing its name, still nameless and still stale.
+    const same = judged?.owner !== undefined ? (await ownerOf(path)) === judged.owner : (await holderOf(path)) === undefined && (await ageOf(path)) > STALE_MS;
+    if (same) await rm(path, { force: true });
+  } finally {
+    if ((await ownerOf(breaker)) === owner) await rm(breaker, { force: true });
+  }
+}
+
 export async function withKeyLock<T>(dir: string, work: () => Promise<T>): Promise<T> {
   const path = join(dir, '.lock');
   const owner = randomUUID();
@@ -68,12 +89,9 @@ export async function withKeyLock<T>(dir: string, work: () => Promise<T>): Promi
     const age = await ageOf(path);
     const holder = await holderOf(path);
     // A holder refreshes its lock every few seconds; one untouched for STALE_MS, or whose process
-    // is gone, is dead (e.g. a server stopped or killed in the middle of a key change). It is
-    // removed only if it is still the lock judged dead: the same owner or, for a holder that died
-    // before writing its name, still nameless and still stale.
+    // is gone, is dead (e.g. a server stopped or killed in the middle of a key change).
     if (age > STALE_MS || deadOnThisHost(holder)) {
-      const same = holder?.owner !== undefined ? (await ownerOf(path)) === holder.owner : (await holderOf(path)) === undefined && (await ageOf(path)) > STALE_MS;
-      if (same) await rm(path, { force: true });
+      await breakDeadLock(path, holder, owner);
       continue;
     }
     if (Date.now() > deadline) {

@@ -36,7 +36,7 @@ import { ConfigError, auditRetentionTooShort, loadConfig } from '../config.js';
 import { clientChangeAnnouncer } from '../clients/client-changes.js';
 import { openDatabase, type Db } from '../db/database.js';
 import { migrateToLatest } from '../db/migrate.js';
-import { KeyManager, auditKeyEvents, keyPolicy } from '../keys/key-manager.js';
+import { KeyManager, auditKeyEvents, keyPolicy, listKeys } from '../keys/key-manager.js';
 import { KeystoreError } from '../keys/keystore.js';
 import { createLogger } from '../log.js';
 import { effectiveSettings, formatSettings } from './config-check.js';
@@ -213,7 +213,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
         return 0;
       }
       case 'keys list': {
-        const items = (await openKeys()).current.list().map(presentKey);
+        const items = (await listKeys(config.keysDir)).map(presentKey);
         out(items, items.map((k) => `${k.kid}\t${k.state}\t${k.created_at}\n`).join(''));
         return 0;
       }

@@ -12,14 +12,14 @@
  *   revoke  → emergency: a tombstone replaces the key at once (gone from the JWKS, its tokens
  *             inactive), and if it was signing, a next key is promoted, or a new one made, at once.
  */
-import { mkdir, readdir, stat, chmod } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { auditEvent, type AuditLog } from '../audit/audit-log.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
-import { KeystoreError, generateKeyFile, readKeyFile, removeKeyFile, writeKeyFile, type KeyFile } from './key-file.js';
+import { KeystoreError, TMP_SUFFIX, generateKeyFile, readKeyFile, removeKeyFile, writeKeyFile, type KeyFile } from './key-file.js';
 import { Keystore, toSigningKey, type SigningKey } from './keystore.js';
 import { withKeyLock } from './lock.js';
 
@@ -56,6 +56,21 @@ async function readDirectory(dir: string): Promise<KeyFile[]> {
   return Promise.all(names.map((name) => readKeyFile(join(dir, name))));
 }
 
+/** The keys of a directory that must already hold some (the CLI's, which must not create any). */
+async function existingKeys(dir: string): Promise<KeyFile[]> {
+  const absent = (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err));
+  const files = await readDirectory(dir).catch(absent);
+  if (files.length === 0) {
+    throw new KeystoreError('ERR_KEYS_DIR', `no signing keys in ${dir}: is KEYS_DIR the server's? (a server creates its first key when it starts)`);
+  }
+  return files;
+}
+
+/** The keys as they are on disk, changing nothing: no lock, no transition (`keys list`). */
+export async function listKeys(dir: string): Promise<readonly SigningKey[]> {
+  return (await existingKeys(dir)).map(toSigningKey);
+}
+
 export class KeyManager {
   #current: Keystore;
   #fingerprint: string;
@@ -78,10 +93,7 @@ export class KeyManager {
    * of its own and be reported as if it were the server's).
    */
   static async open(policy: KeyPolicy, record: KeyEventSink, log?: Logger, { existing = false } = {}): Promise<KeyManager> {
-    const absent = (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(err));
-    if (existing && (await readDirectory(policy.dir).catch(absent)).length === 0) {
-      throw new KeystoreError('ERR_KEYS_DIR', `no signing keys in ${policy.dir}: is KEYS_DIR the server's? (a server creates its first key when it starts)`);
-    }
+    if (existing) await existingKeys(policy.dir);
     await mkdir(policy.dir, { recursive: true, mode: 0o700 });
     if (((await stat(policy.dir)).mode & 0o077) !== 0) {
       await chmod(policy.dir, 0o700).catch((cause: unknown) => {
@@ -104,14 +116,19 @@ export class KeyManager {
     this.#listeners.push(listener);
   }
 
-  /** Re-reads the directory; a corrupt file keeps the last good snapshot and is reported. */
+  /**
+   * Re-reads the directory; a corrupt file keeps the last good snapshot and is reported. So does a
+   * snapshot a listener cannot take (the engine, say): the JWKS, introspection and the signer then
+   * stay on one set of keys, and the next reload tries again.
+   */
   async reload(): Promise<void> {
     const files = await readDirectory(this.policy.dir);
     const next = fingerprint(files);
     if (next === this.#fingerprint) return;
-    this.#current = new Keystore(files.map(toSigningKey));
+    const keystore = new Keystore(files.map(toSigningKey));
+    for (const listener of this.#listeners) listener(keystore);
+    this.#current = keystore;
     this.#fingerprint = next;
-    for (const listener of this.#listeners) listener(this.#current);
   }
 
   /** Applies due transitions (activation, removal, automatic rotation), then reloads. */
@@ -123,17 +140,16 @@ export class KeyManager {
   async rotate(options: { now: boolean; actor: string }): Promise<RotationResult> {
     const result = await withKeyLock(this.policy.dir, async () => {
       const { clock, dir } = this.policy;
-      const now = epochSeconds(clock);
       const files = await readDirectory(dir);
       let next = files.find((f) => f.state === 'next');
       const pending = next !== undefined;
       if (!next) {
-        next = await generateKeyFile(this.policy.modulusLength, now, 'next', now + this.policy.jwksMaxAge + this.policy.reloadInterval);
+        next = await generateKeyFile(this.policy.modulusLength, clock, 'next', publicationDelay(this.policy));
         await writeKeyFile(dir, next);
         await this.record('key.created', next.kid, { actor: options.actor, state: 'next', activate_after: next.activate_after });
       }
       if (options.now) {
-        next = await promote(this.policy, this.record, files, next, now, options.actor);
+        next = await promote(this.policy, this.record, files, next, epochSeconds(clock), options.actor);
       }
       return { file: next, pending };
     });
@@ -155,7 +171,7 @@ export class KeyManager {
 
       if (target.state === 'active') {
         // Emergency: the replacement signs at once, even if it was not yet published long enough.
-        const standby = files.find((f) => f.state === 'next') ?? (await newKey(this.policy, this.record, now, actor));
+        const standby = files.find((f) => f.state === 'next') ?? (await newKey(this.policy, this.record, actor));
         await promote(this.policy, this.record, [], standby, now, actor);
       }
       return tombstone;
@@ -183,17 +199,34 @@ export class KeyManager {
   }
 }
 
-async function newKey(policy: KeyPolicy, record: KeyEventSink, now: number, actor: string): Promise<KeyFile> {
-  const file = await generateKeyFile(policy.modulusLength, now, 'next', now);
+async function newKey(policy: KeyPolicy, record: KeyEventSink, actor: string): Promise<KeyFile> {
+  const file = await generateKeyFile(policy.modulusLength, policy.clock, 'next', 0);
   await writeKeyFile(policy.dir, file);
-  await record('key.created', file.kid, { actor, state: 'next', activate_after: now });
+  await record('key.created', file.kid, { actor, state: 'next', activate_after: file.activate_after });
   return file;
 }
+
+/** Seconds a `next` key waits: every gateway cache and every instance must have it before it signs. */
+const publicationDelay = (policy: KeyPolicy): number => policy.jwksMaxAge + policy.reloadInterval;
+
+/**
+ * A key retired here is kept for this process's retention, and for the retention of whichever
+ * process retired it (recorded in its file): instances in the middle of a configuration change,
+ * or a CLI run without the server's environment, never delete a key that another one still needs.
+ */
+const removable = (policy: KeyPolicy, file: KeyFile, now: number): boolean =>
+  Math.max(file.remove_after ?? 0, (file.retired_at ?? 0) + policy.retention) <= now;
+
+/** The same for activation: the longer of the recorded wait and this process's own. */
+const activatable = (policy: KeyPolicy, file: KeyFile, now: number): boolean =>
+  Math.max(file.activate_after ?? 0, file.created_at + publicationDelay(policy)) <= now;
+
+const retired = (policy: KeyPolicy, file: KeyFile, now: number): KeyFile => ({ ...file, state: 'retired', retired_at: now, remove_after: now + policy.retention });
 
 /** `next` becomes `active`; whatever was active becomes `retired`. Runs under the lock. */
 async function promote(policy: KeyPolicy, record: KeyEventSink, files: KeyFile[], next: KeyFile, now: number, actor: string): Promise<KeyFile> {
   for (const old of files.filter((f) => f.state === 'active' && f.kid !== next.kid)) {
-    await writeKeyFile(policy.dir, { ...old, state: 'retired', retired_at: now });
+    await writeKeyFile(policy.dir, retired(policy, old, now));
     await record('key.retired', old.kid, { actor });
   }
   const promoted: KeyFile = { ...next, state: 'active', activated_at: now, activate_after: null };
@@ -205,6 +238,9 @@ async function promote(policy: KeyPolicy, record: KeyEventSink, files: KeyFile[]
 /** Every transition that is due now. Runs under the lock; safe to run from any process, any time. */
 async function advance(policy: KeyPolicy, record: KeyEventSink, actor: string): Promise<void> {
   const now = epochSeconds(policy.clock);
+  // Key files are written only under the lock, which this process holds: a temporary file seen now
+  // was left by a write that crashed, and may hold a private key that was never used.
+  for (const name of (await readdir(policy.dir)).filter((n) => n.endsWith(TMP_SUFFIX))) await rm(join(policy.dir, name), { force: true });
   let files = await readDirectory(policy.dir);
   const usable = () => files.filter((f) => f.state === 'active' || f.state === 'next');
 
@@ -212,26 +248,26 @@ async function advance(policy: KeyPolicy, record: KeyEventSink, actor: string): 
   // keep the most recently activated one signing rather than refuse to serve.
   const actives = files.filter((f) => f.state === 'active').sort((a, b) => (b.activated_at ?? 0) - (a.activated_at ?? 0));
   for (const extra of actives.slice(1)) {
-    await writeKeyFile(policy.dir, { ...extra, state: 'retired', retired_at: now });
+    await writeKeyFile(policy.dir, retired(policy, extra, now));
     await record('key.retired', extra.kid, { actor, reason: 'more than one active key' });
   }
   if (actives.length > 1) files = await readDirectory(policy.dir);
 
   if (usable().length === 0) {
-    const first = await generateKeyFile(policy.modulusLength, now, 'active', null);
+    const first = await generateKeyFile(policy.modulusLength, policy.clock, 'active', null);
     await writeKeyFile(policy.dir, first);
     await record('key.created', first.kid, { actor, state: 'active' });
     files = await readDirectory(policy.dir);
   }
 
   const hasActive = files.some((f) => f.state === 'active');
-  const due = files.filter((f) => f.state === 'next' && (!hasActive || (f.activate_after ?? 0) <= now)).sort((a, b) => a.created_at - b.created_at)[0];
+  const due = files.filter((f) => f.state === 'next' && (!hasActive || activatable(policy, f, now))).sort((a, b) => a.created_at - b.created_at)[0];
   if (due) {
     await promote(policy, record, files, due, now, actor);
     files = await readDirectory(policy.dir);
   }
 
-  for (const old of files.filter((f) => f.state === 'retired' && (f.retired_at ?? 0) + policy.retention <= now)) {
+  for (const old of files.filter((f) => f.state === 'retired' && removable(policy, f, now))) {
     await removeKeyFile(policy.dir, old.kid);
     await record('key.removed', old.kid, { actor });
   }
@@ -239,7 +275,7 @@ async function advance(policy: KeyPolicy, record: KeyEventSink, actor: string): 
   const active = files.find((f) => f.state === 'active');
   const rotationDue = policy.rotationDays > 0 && active && (active.activated_at ?? active.created_at) + policy.rotationDays * 86_400 <= now;
   if (rotationDue && !files.some((f) => f.state === 'next')) {
-    const next = await generateKeyFile(policy.modulusLength, now, 'next', now + policy.jwksMaxAge + policy.reloadInterval);
+    const next = await generateKeyFile(policy.modulusLength, policy.clock, 'next', publicationDelay(policy));
     await writeKeyFile(policy.dir, next);
     await record('key.created', next.kid, { actor, state: 'next', activate_after: next.activate_after, reason: 'scheduled rotation' });
   }

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 
 import { afterEach, beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 
-import { KeyManager, type KeyEventType, type KeyPolicy } from '../../src/keys/key-manager.js';
+import { KeyManager, listKeys, type KeyEventType, type KeyPolicy } from '../../src/keys/key-manager.js';
 import { KeystoreError } from '../../src/keys/keystore.js';
 import { withKeyLock } from '../../src/keys/lock.js';
 import { TestClock } from '../support/harness.js';
@@ -104,6 +104,71 @@ describe('the life of a key', () => {
     await keys.tick();
     expect(keys.current.list().map((k) => k.state).sort()).toEqual(['active', 'next']);
   });
+  it("keeps a retired key for the retention of the process that retired it, whatever another process's", async () => {
+    const server = await open({ retention: 7 * 86_400 });
+    const a = server.current.active.kid;
+    await server.rotate({ now: true, actor: 'server' });
+    clock.advance(2 * 86_400);
+    // A CLI run without the server's ACCESS_TOKEN_MAX_TTL: its own retention has passed, the server's has not.
+    const cli = await open({ retention: 3600 });
+    await cli.tick('cli');
+    expect(stateOf(cli, a)).toBe('retired');
+    expect(existsSync(join(dir, `${a}.json`))).toBe(true);
+    clock.advance(5 * 86_400);
+    await cli.tick('cli');
+    expect(existsSync(join(dir, `${a}.json`))).toBe(false);
+  });
+
+  it("activates a next key only after this process's own wait, even if it was made with a shorter one", async () => {
+    const cli = await open({ jwksMaxAge: 60 });
+    const a = cli.current.active.kid;
+    const { key: b } = await cli.rotate({ now: false, actor: 'cli' });
+    const server = await open();
+    clock.advance(65);
+    await server.tick();
+    expect(server.current.active.kid).toBe(a);
+    clock.advance(POLICY.jwksMaxAge + POLICY.reloadInterval - 65);
+    await server.tick();
+    expect(server.current.active.kid).toBe(b.kid);
+  });
+
+  it('lists keys without changing any (keys list)', async () => {
+    const keys = await open();
+    const a = keys.current.active.kid;
+    await keys.rotate({ now: true, actor: 'test' });
+    clock.advance(POLICY.retention + 1);
+    const before = readdirSync(dir).sort();
+    expect((await listKeys(dir)).map((k) => [k.kid, k.state])).toContainEqual([a, 'retired']);
+    expect(readdirSync(dir).sort()).toEqual(before);
+    await expect(listKeys(join(root, 'elsewhere'))).rejects.toThrow(/no signing keys/);
+  });
+
+  it('deletes what a crashed write left behind, once it holds the lock', async () => {
+    const keys = await open();
+    const leftover = join(dir, `${keys.current.active.kid}.json.4242.1.tmp`);
+    writeFileSync(leftover, '{"private_jwk": {}}', { mode: 0o600 });
+    await keys.tick();
+    expect(existsSync(leftover)).toBe(false);
+  });
+});
+
+describe('a snapshot the engine cannot take', () => {
+  it('keeps the JWKS, introspection and the signer on the last set, and tries again on the next reload', async () => {
+    const keys = await open();
+    const a = keys.current.active.kid;
+    let refuse = true;
+    const taken: string[] = [];
+    keys.onChange((keystore) => {
+      if (refuse) throw new Error('engine refused the keys');
+      taken.push(keystore.active.kid);
+    });
+    await expect(keys.rotate({ now: true, actor: 'test' })).rejects.toThrow('engine refused the keys');
+    expect(keys.current.active.kid).toBe(a);
+    refuse = false;
+    await keys.reload();
+    expect(keys.current.active.kid).not.toBe(a);
+    expect(taken).toEqual([keys.current.active.kid]);
+  });
 });
 
 describe('emergency revocation', () => {
@@ -196,6 +261,29 @@ describe('the lock file', () => {
     await withKeyLock(dir, () => Promise.resolve());
     expect(existsSync(lock)).toBe(false);
   });
+
+  it('lets one waiter at a time break a dead lock: never two holders at once', async () => {
+    await open();
+    const lock = join(dir, '.lock');
+    for (let round = 0; round < 12; round += 1) {
+      writeFileSync(lock, JSON.stringify({ owner: 'dead', pid: 999_999, host: 'elsewhere' }), { mode: 0o600 });
+      const old = new Date(Date.now() - 60_000);
+      utimesSync(lock, old, old);
+      let inside = 0;
+      let most = 0;
+      await Promise.all(
+        Array.from({ length: 8 }, () =>
+          withKeyLock(dir, async () => {
+            inside += 1;
+            most = Math.max(most, inside);
+            await new Promise((r) => setTimeout(r, 20));
+            inside -= 1;
+          }),
+        ),
+      );
+      expect(most).toBe(1);
+    }
+  }, 60_000);
 
   it('never removes a lock it does not own', async () => {
     await open();

@@ -19,7 +19,7 @@ const SCRIPT = `
   let poolJobs = 0;
   let generating = true;
   const next = () => pbkdf2('p', 's', 1, 32, 'sha256', () => { poolJobs += 1; if (generating) next(); });
-  const key = generateKeyFile(3072, 0, 'active', null);
+  const key = generateKeyFile(3072, { now: () => 0 }, 'active', null);
   next();
   const file = await key;
   generating = false;

@@ -4,6 +4,7 @@ import { generateKeyFile } from '../../src/keys/key-file.js';
 import { Keystore, toSigningKey } from '../../src/keys/keystore.js';
 import { createProvider } from '../../src/provider/create-provider.js';
 import type { TokenHooks } from '../../src/token/index.js';
+import { TestClock } from '../support/harness.js';
 
 const unused = () => {
   throw new Error('not called here');
@@ -19,7 +20,7 @@ const hooks: TokenHooks = {
 };
 
 async function engine(clientInstances: number) {
-  const keystore = new Keystore([toSigningKey(await generateKeyFile(2048, 1_800_000_000, 'active', null))]);
+  const keystore = new Keystore([toSigningKey(await generateKeyFile(2048, new TestClock(1_800_000_000_000), 'active', null))]);
   const provider = createProvider({ issuer: 'https://issuer.example', keystore, hooks, trustProxy: false, clientInstances });
   /** The engine's steps for a token request: look the client up, then authenticate it. */
   const request = async (id: string, secret: string) => {

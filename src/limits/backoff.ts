@@ -41,17 +41,11 @@ export class Backoff {
   }
 
   /**
-   * The failures another instance's count says the key has within the window (shared.ts); the
-   * lock follows from the higher of that and this instance's own count. Resolves to the lock's end.
+   * The failures the shared count (shared.ts) says the key has within the window; the lock follows
+   * from the higher of that and this instance's own count.
    */
-  observe(key: string, failures: number): number {
-    return this.#update(key, (entry) => Math.max(entry.failures, failures)).lockedUntilMs;
-  }
-
-  /** A lock-out another instance announced. */
-  lockUntil(key: string, untilMs: number): void {
-    const entry = this.#update(key, (e) => e.failures);
-    entry.lockedUntilMs = Math.max(entry.lockedUntilMs, untilMs);
+  observe(key: string, failures: number): void {
+    this.#update(key, (entry) => Math.max(entry.failures, failures));
   }
 
   #update(key: string, failures: (entry: Entry) => number): Entry {

@@ -65,6 +65,7 @@ export class Limits {
   readonly #byAddress: Backoff;
   readonly #tokenRate: TokenRate;
   readonly refusals: Refusals;
+  readonly #recounting = new Set<string>();
 
   constructor(
     private readonly config: Config['limits'],
@@ -109,17 +110,36 @@ export class Limits {
     if (wait > 0) throw new Throttled(wait, { kind: 'client_id', value: clientId, reason: 'token_rate_limited' });
   }
 
-  /** What the notification listener applies: lock-outs announced by other instances. */
+  /**
+   * What the notification listener applies: lock-outs announced by other instances. Any role that
+   * can connect to the database can NOTIFY, and a key is only a digest anyone can compute, so an
+   * announcement is not believed: it names a key whose shared count (which only Tessera's role can
+   * write) is read again, and the lock follows from that count as from this instance's own.
+   */
   handlers(): Handlers {
     return {
       [LOCK_CHANNEL]: (payload) => {
-        const { kind, key, until } = JSON.parse(payload) as { kind?: unknown; key?: unknown; until?: unknown };
-        if ((kind !== 'client' && kind !== 'address') || typeof key !== 'string' || typeof until !== 'number') throw new Error('not a lock-out');
-        // A lock-out is capped like this instance's own, whoever sent it.
-        const maxMs = (kind === 'client' ? this.config.authBackoffMaxClient : this.config.authBackoffMaxAddress) * 1000;
-        this.#backoff(kind).lockUntil(key, Math.min(until, this.clock.now() + maxMs));
+        const { kind, key } = JSON.parse(payload) as { kind?: unknown; key?: unknown };
+        if ((kind !== 'client' && kind !== 'address') || typeof key !== 'string') throw new Error('not a lock-out');
+        void this.#recount(kind, key);
       },
     };
+  }
+
+  /** One read per key at a time, however many announcements name it. */
+  async #recount(kind: BackoffKind, key: string): Promise<void> {
+    const { state, log } = this.shared ?? {};
+    const name = `${kind}:${key}`;
+    if (!state || this.#recounting.has(name)) return;
+    this.#recounting.add(name);
+    try {
+      const failures = await state.failures(name, this.clock.now(), this.config.authFailureWindow * 1000);
+      if (failures > 0) this.#backoff(kind).observe(key, failures);
+    } catch (err) {
+      log?.warn({ err }, 'announced lock-out not checked');
+    } finally {
+      this.#recounting.delete(name);
+    }
   }
 
   /** Drops shared failures older than the window, every minute; the returned function stops it. */
@@ -143,8 +163,8 @@ export class Limits {
     try {
       const before = backoff.retryAfter(key);
       const failures = await state.failed(`${kind}:${key}`, this.clock.now(), this.config.authFailureWindow * 1000);
-      const until = backoff.observe(key, failures);
-      if (backoff.retryAfter(key) > before) await notify(db, LOCK_CHANNEL, JSON.stringify({ kind, key, until }), log);
+      backoff.observe(key, failures);
+      if (backoff.retryAfter(key) > before) await notify(db, LOCK_CHANNEL, JSON.stringify({ kind, key }), log);
     } catch (err) {
       log.warn({ err }, 'failed authentication not shared');
     }

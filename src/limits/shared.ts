@@ -2,8 +2,8 @@
  * Limit state in PostgreSQL, so that instances behind one issuer count together: each failed
  * authentication and each token taken is one atomic upsert. What an instance learns is applied to
  * its in-memory back-off (backoff.ts), which every request checks without a query; a new lock-out is
- * also announced to the other instances (db/notifications.ts), and an instance that misses the
- * announcement locks the key at the next failure it sees, from the shared count.
+ * also announced to the other instances (db/notifications.ts), which then read the key's count
+ * here, and an instance that misses the announcement locks the key at the next failure it sees.
  */
 import { sql } from 'kysely';
 
@@ -21,6 +21,17 @@ export class SharedLimitState {
         last_failure_ms = greatest(f.last_failure_ms, ${nowMs})
       returning failures`.execute(this.db);
     return rows[0]!.failures;
+  }
+
+  /** The failures counted for `key` within the window; 0 when none. */
+  async failures(key: string, nowMs: number, windowMs: number): Promise<number> {
+    const row = await this.db
+      .selectFrom('limit_failures')
+      .select('failures')
+      .where('key', '=', key)
+      .where('last_failure_ms', '>=', nowMs - windowMs)
+      .executeTakeFirst();
+    return row === undefined ? 0 : Number(row.failures);
   }
 
   /**

@@ -3,6 +3,7 @@
  * directory (README "Scaling out"): what one instance does, the other honours. Runs in the
  * vitest project "postgres" only (vitest.config.ts).
  */
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -242,6 +243,20 @@ describe('two instances on one PostgreSQL database', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     for (const base of [a, b]) expect((await token(base, workload)).status).toBe(200);
     expect(servers.map((s) => s.process.exitCode)).toEqual([null, null]);
+  });
+
+  it('does not believe a lock-out announced by someone else: any database role can NOTIFY', async () => {
+    // What a forger can compute: the digest of the address every request here comes from, and of a client_id.
+    const digest = (value: string) => createHash('sha256').update(value).digest('base64url');
+    for (const [kind, value] of [['address', '127.0.0.1'], ['client', workload.client_id]] as const) {
+      const forged = JSON.stringify({ kind, key: digest(value), until: Date.now() + 3_600_000 });
+      await sql`select pg_notify('tessera_limit_locked', ${forged})`.execute(db);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    // A wrong secret is what the back-offs answer: 429 while locked, 401 otherwise.
+    const wrong = { ...workload, client_secret: `${workload.client_secret}x` };
+    for (const base of [a, b]) expect((await token(base, wrong)).status).toBe(401);
+    for (const base of [a, b]) expect((await token(base, workload)).status).toBe(200);
   });
 
   it('SIGKILL A under load: B keeps serving, and every token a client received has its audit row', async () => {

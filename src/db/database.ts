@@ -129,6 +129,9 @@ function openPostgres(url: string, poolSize: number): Db {
 
 /** The advisory lock every write transaction takes (an arbitrary constant: "tessera" in ASCII). */
 const WRITE_LOCK = 0x74657373657261n;
+/** How long a write transaction waits for the write lock, and how long one may sit idle holding it. */
+export const LOCK_TIMEOUT = '5s';
+export const IDLE_IN_TRANSACTION_TIMEOUT = '30s';
 /** The lock `exclusively` holds; another constant, so it can be held around write transactions. */
 const EXCLUSIVE_LOCK = WRITE_LOCK + 1n;
 
@@ -164,7 +167,15 @@ class SerialPostgresTransactions extends PostgresDialect {
   override createDriver(): PostgresDriver {
     return new (class extends PostgresDriver {
       override async beginTransaction(connection: DatabaseConnection, settings: TransactionSettings): Promise<void> {
-        await super.beginTransaction(connection, settings);
+        // Read committed whatever the server's default: under a snapshot taken before the lock
+        // was granted, a read-check-write would check stale rows.
+        await super.beginTransaction(connection, { ...settings, isolationLevel: settings.isolationLevel ?? 'read committed' });
+        // An instance paused or cut off inside a transaction would hold the lock until its TCP
+        // connection timed out (hours): every admin write everywhere would queue behind it and use
+        // up the pools. The server ends such a transaction, and a waiter gives up with a 500.
+        await connection.executeQuery(
+          CompiledQuery.raw(`select set_config('lock_timeout', '${LOCK_TIMEOUT}', true), set_config('idle_in_transaction_session_timeout', '${IDLE_IN_TRANSACTION_TIMEOUT}', true)`),
+        );
         await connection.executeQuery(CompiledQuery.raw(`select pg_advisory_xact_lock(${WRITE_LOCK})`));
       }
     })(this.config);

@@ -1,0 +1,59 @@
+/**
+ * The write lock every PostgreSQL transaction takes (db/database.ts): held one transaction at a
+ * time across instances, so it must never be held, or waited for, without bound.
+ */
+import pg from 'pg';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, openDatabase, type Db } from '../../src/db/database.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+
+describe('write transactions on PostgreSQL', () => {
+  let database: TestDatabase;
+  let db: Db;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('');
+    // An operator's server default that would take each transaction's snapshot before the lock.
+    const url = new URL(database.url);
+    url.searchParams.set('options', `${url.searchParams.get('options') ?? ''} -c default_transaction_isolation=serializable`.trim());
+    db = openDatabase(url.href);
+  });
+  afterAll(async () => {
+    await db.destroy();
+    await database.drop();
+  });
+
+  it('run read committed, with a bounded wait for the lock and a bounded idle time holding it', async () => {
+    const settings = await db.transaction().execute(async (trx) => {
+      const { rows } = await sql<{ isolation: string; lock: string; idle: string }>`
+        select current_setting('transaction_isolation') as isolation, current_setting('lock_timeout') as lock,
+               current_setting('idle_in_transaction_session_timeout') as idle`.execute(trx);
+      return rows[0];
+    });
+    expect(settings).toEqual({ isolation: 'read committed', lock: LOCK_TIMEOUT, idle: IDLE_IN_TRANSACTION_TIMEOUT });
+    // Outside a transaction the session keeps its own settings.
+    const { rows } = await sql<{ lock: string }>`select current_setting('lock_timeout') as lock`.execute(db);
+    expect(rows[0]!.lock).toBe('0');
+  });
+
+  it('gives up waiting for a lock another session holds, instead of queueing for ever', async () => {
+    // What an instance paused in the middle of a write transaction looks like to the others.
+    const stalled = new pg.Client({ connectionString: database.url });
+    await stalled.connect();
+    try {
+      await stalled.query('begin');
+      // The write lock's key: "tessera" in ASCII.
+      await stalled.query(`select pg_advisory_xact_lock(${0x74657373657261n})`);
+      const outcome = await db
+        .transaction()
+        .execute(() => Promise.resolve('committed'))
+        .catch((err: { code?: string }) => err.code);
+      expect(outcome).toBe('55P03'); // lock_not_available
+    } finally {
+      await stalled.query('rollback');
+      await stalled.end();
+    }
+  });
+});

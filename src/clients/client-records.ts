@@ -108,7 +108,8 @@ export class ClientRecords {
   /** Forgets every record if the change counter moved since it was read, at most once per TTL. */
   async #upToDate(): Promise<void> {
     const now = this.options.clock.now();
-    if (this.#checked !== undefined && now - this.#checked.at < this.options.ttlMs) return;
+    // A clock stepped back (NTP, a resumed VM) reads the counter now, not once it has caught up.
+    if (this.#checked !== undefined && now >= this.#checked.at && now - this.#checked.at < this.options.ttlMs) return;
     this.#checking ??= (async () => {
       try {
         const version = await clientsVersion(this.db);

@@ -35,6 +35,18 @@ describe('client record cache', () => {
     expect((await records.client(client.clientId))?.clientName).toBe('after');
   });
 
+  it('reads the change counter at once when the clock steps back, not once it has caught up', async () => {
+    const { client } = await h.createClient({ client_name: 'before', audience: [API] });
+    expect((await records.client(client.clientId))?.clientName).toBe('before');
+    await renameInDatabase(client.clientId, 'after');
+    clock.advance(-600);
+    try {
+      expect((await records.client(client.clientId))?.clientName).toBe('after');
+    } finally {
+      clock.advance(600);
+    }
+  });
+
   it('keeps records past the TTL while nothing changes, reading only the change counter', async () => {
     const made = await Promise.all(['p', 'q'].map((name) => h.createClient({ client_name: name, audience: [API] })));
     const ids = made.map((m) => m.client.clientId);

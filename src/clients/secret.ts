@@ -12,6 +12,9 @@ import argon2 from 'argon2';
 import type { Argon2Params } from '../config.js';
 import { WorkPool } from './work-pool.js';
 
+/** Argon2 1.3 (0x13), the version every current library writes. */
+const ARGON2_VERSION = 19;
+
 const SECRET_FORMAT = /^tsec_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/;
 
 export interface GeneratedSecret {
@@ -67,9 +70,17 @@ export class SecretHasher {
     return false;
   }
 
-  /** True when a stored hash was made with other parameters than the configured ones. */
+  /**
+   * True when a stored hash is weaker than the configured parameters (less memory or fewer passes,
+   * an older argon2 version, another variant). Only weaker: instances configured differently during
+   * a change of parameters would otherwise re-hash every secret back and forth, each time emptying
+   * every instance's client cache, and the older ones would downgrade hashes.
+   */
   needsRehash(hash: string): boolean {
-    return argon2.needsRehash(hash, this.params);
+    const match = /^\$argon2id\$v=(\d+)\$([a-z0-9=,]+)\$/.exec(hash);
+    if (!match) return true;
+    const params = Object.fromEntries(match[2]!.split(',').map((pair) => pair.split('=') as [string, string]));
+    return Number(match[1]) < ARGON2_VERSION || !(Number(params.m) >= this.params.memoryCost) || !(Number(params.t) >= this.params.timeCost);
   }
 
   /** argon2 work waiting for a slot. */

@@ -25,4 +25,20 @@ describe('client secrets', () => {
     expect(await hasher.verify('not-a-hash', value)).toBe(false);
     expect(await hasher.verifyDecoy(value)).toBe(false);
   });
+
+  it('asks for a re-hash only of hashes weaker than the configured parameters', async () => {
+    const params = { memoryCost: 19_456, timeCost: 2, parallelism: 1 };
+    const limits = { concurrency: 1, queue: 8 };
+    const hasher = new SecretHasher(params, limits);
+    const hashWith = (other: Partial<typeof params>) => new SecretHasher({ ...params, ...other }, limits).hash('s');
+    expect(hasher.needsRehash(await hashWith({}))).toBe(false);
+    expect(hasher.needsRehash(await hashWith({ memoryCost: 12_288 }))).toBe(true);
+    expect(hasher.needsRehash(await hashWith({ timeCost: 1 }))).toBe(true);
+    // Stronger, or only other lanes: what an instance on newer settings wrote is kept, not downgraded.
+    expect(hasher.needsRehash(await hashWith({ memoryCost: 47_104 }))).toBe(false);
+    expect(hasher.needsRehash(await hashWith({ timeCost: 3 }))).toBe(false);
+    expect(hasher.needsRehash(await hashWith({ parallelism: 2 }))).toBe(false);
+    expect(hasher.needsRehash('$argon2i$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA')).toBe(true);
+    expect(hasher.needsRehash('$argon2id$v=16$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA')).toBe(true);
+  });
 });

@@ -25,8 +25,23 @@ import { createLogger } from './log.js';
 import { Metrics, createMetricsApp } from './ops/metrics.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
+/** After the grace period, the time left to commit the audit log and close the database. */
+const SHUTDOWN_CLEANUP_MS = 5_000;
+
+/**
+ * Until the server listens, a signal ends start-up at once. Without a handler Node would do so
+ * itself, except as PID 1 (a container without an init), where an unhandled SIGTERM is ignored and
+ * the orchestrator waits its whole grace period and kills. A key lock left behind is broken by the
+ * next start (keys/lock.ts).
+ */
+function exitDuringStartUp(signal: NodeJS.Signals): void {
+  process.stderr.write(`tessera: ${signal} during start-up; exiting\n`);
+  process.exit(signal === 'SIGINT' ? 130 : 143);
+}
 
 async function main(): Promise<void> {
+  process.on('SIGTERM', exitDuringStartUp);
+  process.on('SIGINT', exitDuringStartUp);
   const config = loadConfig();
   const log = createLogger(config.logLevel);
   const db = openDatabase(config.databaseUrl, { poolSize: config.databasePoolSize });
@@ -72,19 +87,29 @@ async function main(): Promise<void> {
   server.keepAliveTimeout = 5_000;
   server.once('listening', () => log.info({ issuer: config.issuer, host: config.host, port: config.port }, 'listening'));
 
-  // Once stopping, every answer closes its connection, and connections that go idle are closed: a
-  // client that keeps sending on a keep-alive connection would otherwise hold server.close() open
-  // until the grace period runs out.
+  // Once stopping, every answer closes its connection (those in flight at the signal too), and
+  // connections that go idle are closed: a client that sends again on a connection the server is
+  // closing gets a reset (a proxy, a 502), and one that keeps sending would hold server.close() open.
   let stopping = false;
+  const unanswered = new Set<ServerResponse>();
   server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
     if (stopping) res.setHeader('Connection', 'close');
+    unanswered.add(res);
+    res.once('close', () => unanswered.delete(res));
   });
 
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS).unref();
+    for (const res of unanswered) if (!res.headersSent) res.setHeader('Connection', 'close');
+    // A request still unfinished after the grace period (a client stalled in its body, say) is cut
+    // off, and the shutdown goes on: the audit log is still committed and the database closed.
+    const cutOff = setTimeout(() => {
+      log.warn({ connections: unanswered.size }, 'grace period over; closing the connections left');
+      server.closeAllConnections();
+    }, SHUTDOWN_GRACE_MS).unref();
+    const force = setTimeout(() => process.exit(1), SHUTDOWN_GRACE_MS + SHUTDOWN_CLEANUP_MS).unref();
     stopPruner();
     stopLimitPruning();
     // Scrapes are short and hold nothing: the metrics port simply stops answering.
@@ -94,14 +119,21 @@ async function main(): Promise<void> {
       void Promise.all([stopKeys(), stopListening(), Promise.all([stopRefusals(), stopAuditPruner()]).then(() => auditLog.flush())])
         .then(() => Promise.all([auditThread?.close(), db.destroy()]))
         .then(() => {
+          clearTimeout(cutOff);
           clearTimeout(force);
           log.info('stopped');
           process.exit(0);
+        })
+        .catch((err: unknown) => {
+          log.error({ err }, 'shutdown failed');
+          process.exit(1);
         });
     });
     server.closeIdleConnections();
     setInterval(() => server.closeIdleConnections(), 100).unref();
   };
+  process.off('SIGTERM', exitDuringStartUp);
+  process.off('SIGINT', exitDuringStartUp);
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

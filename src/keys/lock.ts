@@ -23,16 +23,28 @@ interface LockHolder {
   readonly host?: string;
 }
 
+/** The owners of the lock files this process holds (or is creating) now. */
+const heldHere = new Set<string>();
+
+/** Creates the lock file; the caller releases it with `release`. */
 async function acquire(path: string, owner: string): Promise<boolean> {
+  // Known before the file exists: another waiter of this process must never judge it dead.
+  heldHere.add(owner);
   try {
     const handle = await open(path, 'wx', 0o600);
     await handle.writeFile(JSON.stringify({ owner, pid: process.pid, host: hostname(), at: new Date().toISOString() }));
     await handle.close();
     return true;
   } catch (err) {
+    heldHere.delete(owner);
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     return false;
   }
+}
+
+async function release(path: string, owner: string): Promise<void> {
+  heldHere.delete(owner);
+  if ((await ownerOf(path)) === owner) await rm(path, { force: true });
 }
 
 /**
@@ -49,9 +61,14 @@ const holderOf = async (path: string): Promise<LockHolder | undefined> => {
 const ageOf = async (path: string) => stat(path).then((s) => Date.now() - s.mtimeMs, () => 0);
 const ownerOf = async (path: string) => (await holderOf(path))?.owner;
 
-/** Pids mean something only on the host that wrote them. */
+/**
+ * Pids mean something only on the host that wrote them. A lock with this process's own pid that
+ * this process does not hold was left by an earlier process with the same pid: in a container
+ * restarted after a crash, the server is PID 1 again, on the same hostname.
+ */
 function deadOnThisHost(holder: LockHolder | undefined): boolean {
-  if (holder?.host !== hostname() || typeof holder.pid !== 'number' || holder.pid === process.pid) return false;
+  if (holder?.host !== hostname() || typeof holder.pid !== 'number') return false;
+  if (holder.pid === process.pid) return holder.owner !== undefined && !heldHere.has(holder.owner);
   try {
     process.kill(holder.pid, 0);
     return false;
@@ -77,7 +94,7 @@ async function breakDeadLock(path: string, judged: LockHolder | undefined, owner
     const same = judged?.owner !== undefined ? (await ownerOf(path)) === judged.owner : (await holderOf(path)) === undefined && (await ageOf(path)) > STALE_MS;
     if (same) await rm(path, { force: true });
   } finally {
-    if ((await ownerOf(breaker)) === owner) await rm(breaker, { force: true });
+    await release(breaker, owner);
   }
 }
 
@@ -110,6 +127,6 @@ export async function withKeyLock<T>(dir: string, work: () => Promise<T>): Promi
     return await work();
   } finally {
     clearInterval(heartbeat);
-    if ((await ownerOf(path)) === owner) await rm(path, { force: true });
+    await release(path, owner);
   }
 }

@@ -248,6 +248,14 @@ describe('the lock file', () => {
     expect(existsSync(lock)).toBe(false);
   }, 10_000);
 
+  it('breaks at once a lock with its own pid that it does not hold (a container restarted: PID 1 again)', async () => {
+    await open();
+    const lock = join(dir, '.lock');
+    writeFileSync(lock, JSON.stringify({ owner: 'previous-run', pid: process.pid, host: hostname() }), { mode: 0o600 });
+    await withKeyLock(dir, () => Promise.resolve());
+    expect(existsSync(lock)).toBe(false);
+  }, 10_000);
+
   it('waits for a lock whose holder has not written its name yet, and breaks one left so', async () => {
     await open();
     const lock = join(dir, '.lock');

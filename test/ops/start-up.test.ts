@@ -56,3 +56,22 @@ describe('start-up when the server cannot listen', () => {
     expect(stderr).not.toMatch(/\n\s+at /);
   });
 });
+
+describe('a signal during start-up', () => {
+  it('ends start-up at once, as a process with no handler would (PID 1 in a container ignores an unhandled SIGTERM)', async () => {
+    const port = String(await freePort());
+    // A 4096-bit first key: start-up is then long enough to be interrupted once the database is migrated.
+    const env = { PORT: port, ISSUER: `http://127.0.0.1:${port}`, DATABASE_URL: join(dir, 'signal.db'), KEYS_DIR: join(dir, 'signal-keys'), KEY_SIZE: '4096', TESSERA_BOOTSTRAP_ADMIN: 'false' };
+    let server: RunningServer | undefined;
+    const started = startServer(env, (s) => {
+      server = s;
+      servers.push(s);
+    });
+    started.catch(() => {});
+    while (!server!.stdout.some((l) => l.includes('"msg":"database migrated"'))) await new Promise((resolve) => setTimeout(resolve, 10));
+    server!.process.kill('SIGTERM');
+    expect(await server!.exited).toBe(143);
+    expect(server!.stderr.join('')).toContain('tessera: SIGTERM during start-up; exiting');
+    expect(server!.stdout.some((l) => l.includes('"msg":"listening"'))).toBe(false);
+  });
+});

@@ -10,6 +10,7 @@
  *   - "callers stop at the signal": the requests in flight at the signal are the last ones.
  */
 import { readdirSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
@@ -84,4 +85,49 @@ describe.each(SIGNALS)('%s', (signal) => {
     expect.soft(await integrityCheck(inst.databaseUrl), stats).toEqual(['ok']);
     expect.soft(readdirSync(inst.env.KEYS_DIR!), `key lock left behind; ${stats}`).not.toContain('.lock');
   }, 90_000);
+});
+
+describe('requests the signal finds unfinished', () => {
+  /** A token request whose body is still being sent: its headers and the first half of its body. */
+  async function startRequest(): Promise<{ socket: Socket; rest: string; answer: Promise<string> }> {
+    const client = await createClientWithCli(inst.env, 'w');
+    const body = 'grant_type=client_credentials';
+    const { port } = new URL(inst.issuer);
+    const socket = connect(Number(port), '127.0.0.1');
+    await new Promise((resolve) => socket.once('connect', resolve));
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+    const answer = new Promise<string>((resolve) => socket.once('close', () => resolve(received)));
+    socket.write(
+      `POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: ${basic(client.client_id, client.client_secret)}\r\n` +
+        `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`,
+    );
+    return { socket, rest: body.slice(10), answer };
+  }
+
+  it('answers one in flight at the signal with Connection: close, not keep-alive', async () => {
+    const server = await inst.start();
+    const { socket, rest, answer } = await startRequest();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    server.process.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    socket.write(rest);
+    const response = await answer;
+    expect(response).toMatch(/^HTTP\/1\.1 200 /);
+    expect(response.toLowerCase()).toContain('\r\nconnection: close\r\n');
+    expect(await exitWithin(server, 15_000)).toBe(0);
+  });
+
+  it('cuts off one stalled past the grace period, and still commits the audit log, closes the database and exits 0', async () => {
+    const server = await inst.start();
+    const { socket, answer } = await startRequest();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    server.process.kill('SIGTERM');
+    expect(await exitWithin(server, 20_000)).toBe(0);
+    expect(server.stdout.some((l) => l.includes('"msg":"stopped"'))).toBe(true);
+    expect(server.stdout.some((l) => l.includes('"msg":"grace period over; closing the connections left"'))).toBe(true);
+    await answer;
+    expect(socket.destroyed).toBe(true);
+    expect(await integrityCheck(inst.databaseUrl)).toEqual(['ok']);
+  }, 40_000);
 });

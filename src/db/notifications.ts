@@ -14,6 +14,20 @@ import type { Db } from './database.js';
 
 const RECONNECT_DELAY_MS = 1000;
 
+export interface ListenTiming {
+  /** How often the listening connection is asked a trivial query. */
+  readonly heartbeatMs: number;
+  /** How long an answer may take before the connection is taken for lost. */
+  readonly timeoutMs: number;
+}
+
+/**
+ * A LISTEN connection only receives, so one dropped silently (a NAT's or firewall's idle timeout)
+ * would be noticed by TCP keepalive after hours of OS defaults; a query every few seconds notices
+ * it within seconds, and `missed` then tells the caches.
+ */
+const HEARTBEAT: ListenTiming = { heartbeatMs: 5_000, timeoutMs: 5_000 };
+
 /** Sends `payload` on `channel`; a failure is logged, not thrown: the slow path still applies. */
 export async function notify(db: Db, channel: string, payload: string, log: Logger): Promise<void> {
   await sql`select pg_notify(${channel}, ${payload})`.execute(db).catch((err: unknown) => log.warn({ err, channel }, 'notification not sent'));
@@ -22,17 +36,18 @@ export async function notify(db: Db, channel: string, payload: string, log: Logg
 export type Handlers = Readonly<Record<string, (payload: string) => void>>;
 
 /** Resolves once listening (a database that cannot be reached at start-up is an error); the returned function stops. */
-export async function listen(databaseUrl: string, handlers: Handlers, missed: () => void, log: Logger): Promise<() => Promise<void>> {
+export async function listen(databaseUrl: string, handlers: Handlers, missed: () => void, log: Logger, timing: ListenTiming = HEARTBEAT): Promise<() => Promise<void>> {
   if (dialectOf(databaseUrl) !== 'postgres') return () => Promise.resolve();
   let reconnecting = false;
   let stopped = false;
   let current: pg.Client | undefined;
   let retry: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
 
   const connect = async (): Promise<void> => {
-    // keepAlive and a connect timeout: a connection dropped silently (a NAT's idle timeout) or a
-    // server that accepts but never answers must end in `lost`, not in silence.
-    const client = new pg.Client({ connectionString: databaseUrl, keepAlive: true, connectionTimeoutMillis: 10_000 });
+    // A connect timeout, bounded queries and the heartbeat: a server that accepts but never
+    // answers, or a connection dropped silently, must end in `lost`, not in silence.
+    const client = new pg.Client({ connectionString: databaseUrl, keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 10_000 });
     client.on('notification', ({ channel, payload }) => {
       if (payload === undefined) return;
       // Any database user can NOTIFY: a payload a handler cannot read is logged, never thrown.
@@ -45,6 +60,7 @@ export async function listen(databaseUrl: string, handlers: Handlers, missed: ()
     const lost = (err?: Error) => {
       if (current !== client) return;
       current = undefined;
+      clearInterval(heartbeat);
       client.end().catch(() => {});
       missed();
       if (stopped || !reconnecting) return;
@@ -54,13 +70,25 @@ export async function listen(databaseUrl: string, handlers: Handlers, missed: ()
     client.on('error', lost);
     client.on('end', () => lost());
     current = client;
+    const bounded = async (query: string): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timing.timeoutMs} ms`)), timing.timeoutMs);
+      });
+      try {
+        await Promise.race([client.query(query), timedOut]);
+      } finally {
+        clearTimeout(timer);
+      }
+    };
     try {
       await client.connect();
-      for (const channel of Object.keys(handlers)) await client.query(`listen ${pg.escapeIdentifier(channel)}`);
+      for (const channel of Object.keys(handlers)) await bounded(`listen ${pg.escapeIdentifier(channel)}`);
     } catch (err) {
       lost(err as Error);
       throw err;
     }
+    heartbeat = setInterval(() => void bounded('select 1').catch((err: Error) => lost(err)), timing.heartbeatMs).unref();
     // Anything sent while not listening is unknown.
     missed();
   };
@@ -70,6 +98,7 @@ export async function listen(databaseUrl: string, handlers: Handlers, missed: ()
   return async () => {
     stopped = true;
     clearTimeout(retry);
+    clearInterval(heartbeat);
     const client = current;
     current = undefined;
     await client?.end();

@@ -2,6 +2,11 @@ import { defineConfig } from 'vitest/config';
 
 // Every test runs on SQLite; with TEST_DATABASE_URL set (as .ci/run does) every test runs again on PostgreSQL.
 const dialects = process.env.TEST_DATABASE_URL ? ['sqlite', 'postgres'] : ['sqlite'];
+// Said once, though vitest reads this file more than once.
+if (dialects.length === 1 && !process.env.TESSERA_DIALECT_NOTICE) {
+  process.env.TESSERA_DIALECT_NOTICE = 'shown';
+  process.stderr.write('TEST_DATABASE_URL is not set: the PostgreSQL run and test/scale/ are skipped (README "Development").\n');
+}
 
 export default defineConfig({
   test: {

@@ -1,3 +1,6 @@
+import { request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -609,5 +612,48 @@ describe('OpenAPI document', () => {
         .map((m) => `${m.toUpperCase()} ${path}`),
     );
     expect(fromDoc.sort()).toEqual(fromRoutes.sort());
+  });
+});
+
+describe('admin request bodies (ADMIN_BODY_LIMIT, 64 KiB by default)', () => {
+  const LIMIT = 64 * 1024;
+  /** A client to create whose description makes the JSON body `bytes` long. */
+  const bodyOf = (bytes: number) => {
+    const shell = JSON.stringify({ client_name: 'big', audience: [API], description: '' });
+    return JSON.stringify({ client_name: 'big', audience: [API], description: 'x'.repeat(bytes - shell.length) });
+  };
+
+  it('takes a body at the limit and refuses one a byte over with 413 before reading it', async () => {
+    expect(bodyOf(LIMIT)).toHaveLength(LIMIT);
+    const over = await h.request.post('/admin/clients').set('Authorization', `Bearer ${writer}`).type('json').send(bodyOf(LIMIT + 1));
+    expect(over.status).toBe(413);
+    expect(over.body).toMatchObject({ error: 'invalid_request', error_description: `the body must not exceed ${LIMIT} bytes` });
+    // At the limit the body is read: refused then only for what it says (a description that long).
+    const at = await h.request.post('/admin/clients').set('Authorization', `Bearer ${writer}`).type('json').send(bodyOf(LIMIT));
+    expect(at.status).not.toBe(413);
+  });
+
+  it('refuses a chunked body (no Content-Length) once it grows past the limit', async () => {
+    const server = h.app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const body = bodyOf(LIMIT + 1);
+      const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const headers = { 'content-type': 'application/json', authorization: `Bearer ${writer}`, 'transfer-encoding': 'chunked' };
+        const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/admin/clients', headers }, (r) => {
+          let text = '';
+          r.on('data', (c: Buffer) => (text += c.toString()));
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text }));
+        });
+        req.on('error', reject);
+        req.write(body.slice(0, LIMIT / 2));
+        req.end(body.slice(LIMIT / 2));
+      });
+      expect(res.status).toBe(413);
+      expect(JSON.parse(res.body)).toMatchObject({ error: 'invalid_request' });
+    } finally {
+      server.close();
+    }
   });
 });

@@ -53,6 +53,21 @@ describe('successful issuance (RFC 6749 §4.4.3, RFC 9068)', () => {
     expect(res.body).toMatchObject({ token_type: 'Bearer', expires_in: 3600, scope: 'read:data' });
   });
 
+  it('marks every answer, success or error, X-Content-Type-Options: nosniff', async () => {
+    const answers = [
+      await token({ grant_type: 'client_credentials' }, basic(id, secret)),
+      await token({ grant_type: 'client_credentials' }, basic(id, tamper(secret))),
+      await h.request.get('/.well-known/jwks.json'),
+      await h.request.get('/no-such-endpoint'),
+    ];
+    expect(answers.map((r) => [r.status, r.headers['x-content-type-options']])).toEqual([
+      [200, 'nosniff'],
+      [401, 'nosniff'],
+      [200, 'nosniff'],
+      [404, 'nosniff'],
+    ]);
+  });
+
   it('logs one request line with request id, route, status, latency and the authenticated client_id only', async () => {
     const accessLine = (requestId: string) => h.logLines.find((l) => l.msg === 'request' && l.request_id === requestId);
     const ok = await token({ grant_type: 'client_credentials' }, basic(id, secret));

@@ -97,13 +97,12 @@ describe('GET /healthz', () => {
     expect((await h.request.post('/healthz')).status).toBe(405);
   });
 
-  it('does not touch the database: it answers at once while the database hangs', async () => {
+  it('does not touch the database: it answers while the database hangs', async () => {
+    // The database answers nothing until release(): a /healthz that asked it would not answer at all.
     const release = await hangDatabase(h.db, heldConnections());
     try {
-      const started = performance.now();
       const res = await h.request.get('/healthz');
       expect(res.status).toBe(200);
-      expect(performance.now() - started).toBeLessThan(1000);
     } finally {
       await release();
     }
@@ -158,8 +157,9 @@ describe('GET /readyz', () => {
     const elapsed = performance.now() - started;
     expect(res.status).toBe(503);
     expect(res.body).toEqual({ status: 'not_ready', checks });
+    // Not a speed: the deadline itself, which must not give up on a database that is only slow.
+    // A probe that hung instead would fail the test by its timeout.
     expect(elapsed).toBeGreaterThanOrEqual(1900);
-    expect(elapsed).toBeLessThan(4000);
     expect(h.logLines.some((l) => l.msg === 'readiness check failed' && l.check === check)).toBe(true);
 
     h.clock.advance(2);

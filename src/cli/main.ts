@@ -423,6 +423,7 @@ function settingsFrom(values: Values): ClientPatch {
 }
 
 async function createCommand(deps: ClientServiceDeps, values: Values, out: (json: unknown, text: string) => unknown, io: CliIo, issuer: string): Promise<void> {
+  if (values.name === undefined) throw new UsageError('clients create needs --name <name>');
   const settings = settingsFrom(values);
   if (values.admin) {
     const admin = adminClientSettings(issuer);

@@ -160,7 +160,8 @@ describe('tessera clients create --json', () => {
   });
 
   it.each([
-    [['clients', 'create', '--json'], 1, 'invalid client_name'],
+    [['clients', 'create', '--json'], 2, 'clients create needs --name <name>'],
+    [['clients', 'create', '--name', '', '--json'], 1, 'invalid client_name'],
     [['clients', 'create', '--name', 'x', '--audience', 'not-a-uri'], 1, 'invalid audience'],
     [['clients', 'create', '--name', 'x', '--lifetime', 'soon'], 2, '--lifetime must be a whole number'],
     [['clients', 'create', '--name', 'x', '--auth-method', 'none'], 1, 'invalid token_endpoint_auth_method'],

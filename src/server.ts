@@ -31,8 +31,8 @@ const SHUTDOWN_CLEANUP_MS = 5_000;
 /**
  * Until the server listens, a signal ends start-up at once. Without a handler Node would do so
  * itself, except as PID 1 (a container without an init), where an unhandled SIGTERM is ignored and
- * the orchestrator waits its whole grace period and kills. A key lock left behind is broken by the
- * next start (keys/lock.ts).
+ * the orchestrator waits its whole grace period and kills. The key lock, if held, goes with the
+ * process (keys/lock.ts).
  */
 function exitDuringStartUp(signal: NodeJS.Signals): void {
   process.stderr.write(`tessera: ${signal} during start-up; exiting\n`);

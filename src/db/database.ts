@@ -68,6 +68,49 @@ function openSqlite(path: string): Db {
 }
 
 /**
+ * An exclusive lock on a file, for processes sharing a directory (the signing keys): SQLite's
+ * POSIX advisory lock, which the kernel releases when its holder exits, however it exits. So a
+ * lock is never left behind by a crash, and none is ever judged dead by a guess (a pid, an age)
+ * that could break a live one. The file is an empty database that holds nothing.
+ */
+export class FileLock {
+  readonly #db: SQLite.Database;
+  #held = false;
+
+  constructor(path: string) {
+    // Owner-only from its first byte. Only when the file does not exist yet: closing any other
+    // descriptor of a file drops this process's POSIX locks on it, held by another FileLock.
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    // No busy timeout: better-sqlite3 would wait on the event loop; the caller polls instead.
+    this.#db = new SQLite(path, { timeout: 0 });
+  }
+
+  /** True if the lock is now held by this object; false at once if another holder has it. */
+  tryLock(): boolean {
+    if (this.#held) throw new Error('lock already held');
+    try {
+      this.#db.exec('begin exclusive');
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_BUSY') return false;
+      throw err;
+    }
+    this.#held = true;
+    return true;
+  }
+
+  /** Releases the lock (if held) and the file. */
+  close(): void {
+    if (this.#held) this.#db.exec('rollback');
+    this.#held = false;
+    this.#db.close();
+  }
+}
+
+/**
  * kysely prepares every query it runs, and preparing costs more than running the hot path's small
  * queries. Statements are kept by SQL text (kysely puts values in parameters, so the text depends
  * only on a query's shape), the least recently used dropped beyond a bound: multi-row inserts make

@@ -37,6 +37,10 @@ export class Throttled extends Error {
 
 const MAX_KEYS = 100_000;
 const LOCK_CHANNEL = 'tessera_limit_locked';
+const RECOUNT_BATCH = 500;
+/** What keyOf makes: a SHA-256 digest, base64url. */
+const DIGEST = /^[A-Za-z0-9_-]{43}$/;
+const MAX_ANNOUNCED = 10_000;
 
 type BackoffKind = 'client' | 'address';
 
@@ -65,7 +69,9 @@ export class Limits {
   readonly #byAddress: Backoff;
   readonly #tokenRate: TokenRate;
   readonly refusals: Refusals;
-  readonly #recounting = new Set<string>();
+  /** Announced keys (`kind:key`) waiting to be read again. */
+  readonly #announced = new Set<string>();
+  #recounting: Promise<void> | undefined;
 
   constructor(
     private readonly config: Config['limits'],
@@ -120,25 +126,38 @@ export class Limits {
     return {
       [LOCK_CHANNEL]: (payload) => {
         const { kind, key } = JSON.parse(payload) as { kind?: unknown; key?: unknown };
-        if ((kind !== 'client' && kind !== 'address') || typeof key !== 'string') throw new Error('not a lock-out');
-        void this.#recount(kind, key);
+        if ((kind !== 'client' && kind !== 'address') || typeof key !== 'string' || !DIGEST.test(key)) throw new Error('not a lock-out');
+        this.#recount(kind, key);
       },
     };
   }
 
-  /** One read per key at a time, however many announcements name it. */
-  async #recount(kind: BackoffKind, key: string): Promise<void> {
-    const { state, log } = this.shared ?? {};
-    const name = `${kind}:${key}`;
-    if (!state || this.#recounting.has(name)) return;
-    this.#recounting.add(name);
-    try {
-      const failures = await state.failures(name, this.clock.now(), this.config.authFailureWindow * 1000);
-      if (failures > 0) this.#backoff(kind).observe(key, failures);
-    } catch (err) {
-      log?.warn({ err }, 'announced lock-out not checked');
-    } finally {
-      this.#recounting.delete(name);
+  /**
+   * Announced keys are read in batches, one query at a time: a flood of announcements (anyone can
+   * send them) costs this instance one pool connection at most, and a bounded set of keys waiting.
+   */
+  #recount(kind: BackoffKind, key: string): void {
+    if (!this.shared || this.#announced.size >= MAX_ANNOUNCED) return;
+    this.#announced.add(`${kind}:${key}`);
+    if (this.#recounting === undefined) this.#recounting = this.#drainAnnounced().finally(() => (this.#recounting = undefined));
+  }
+
+  async #drainAnnounced(): Promise<void> {
+    const { state, log } = this.shared!;
+    // Announcements that arrive in this turn of the event loop join the first read.
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    while (this.#announced.size > 0) {
+      const names = [...this.#announced].slice(0, RECOUNT_BATCH);
+      for (const name of names) this.#announced.delete(name);
+      try {
+        const counts = await state.failures(names, this.clock.now(), this.config.authFailureWindow * 1000);
+        for (const [name, failures] of counts) {
+          const [kind, key] = [name.slice(0, name.indexOf(':')), name.slice(name.indexOf(':') + 1)] as [BackoffKind, string];
+          this.#backoff(kind).observe(key, failures);
+        }
+      } catch (err) {
+        log.warn({ err }, 'announced lock-outs not checked');
+      }
     }
   }
 
@@ -164,7 +183,9 @@ export class Limits {
       const before = backoff.retryAfter(key);
       const failures = await state.failed(`${kind}:${key}`, this.clock.now(), this.config.authFailureWindow * 1000);
       backoff.observe(key, failures);
-      if (backoff.retryAfter(key) > before) await notify(db, LOCK_CHANNEL, JSON.stringify({ kind, key }), log);
+      const wait = backoff.retryAfter(key);
+      // `until` is for instances of earlier versions, which refuse an announcement without it.
+      if (wait > before) await notify(db, LOCK_CHANNEL, JSON.stringify({ kind, key, until: this.clock.now() + wait * 1000 }), log);
     } catch (err) {
       log.warn({ err }, 'failed authentication not shared');
     }

@@ -23,15 +23,15 @@ export class SharedLimitState {
     return rows[0]!.failures;
   }
 
-  /** The failures counted for `key` within the window; 0 when none. */
-  async failures(key: string, nowMs: number, windowMs: number): Promise<number> {
-    const row = await this.db
+  /** The failures counted within the window for each of `keys` that has any. */
+  async failures(keys: readonly string[], nowMs: number, windowMs: number): Promise<Map<string, number>> {
+    const rows = await this.db
       .selectFrom('limit_failures')
-      .select('failures')
-      .where('key', '=', key)
+      .select(['key', 'failures'])
+      .where('key', 'in', keys)
       .where('last_failure_ms', '>=', nowMs - windowMs)
-      .executeTakeFirst();
-    return row === undefined ? 0 : Number(row.failures);
+      .execute();
+    return new Map(rows.map((r) => [r.key, Number(r.failures)]));
   }
 
   /**

@@ -101,6 +101,9 @@ export async function listen(databaseUrl: string, handlers: Handlers, missed: ()
     clearInterval(heartbeat);
     const client = current;
     current = undefined;
-    await client?.end();
+    // A connection dropped silently would never confirm its end: a shutdown must not wait for it.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([client?.end().catch(() => {}), new Promise((resolve) => (timer = setTimeout(resolve, timing.timeoutMs)))]);
+    clearTimeout(timer);
   };
 }

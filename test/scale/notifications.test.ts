@@ -16,7 +16,8 @@ import { createTestDatabase, type TestDatabase } from '../support/database.js';
 function relay(target: URL): { server: Server; silence: () => void; ready: Promise<number> } {
   const open = new Set<Socket>();
   const silenced = new Set<Socket>();
-  const server = createServer((inbound) => {
+  // Half-open allowed: a silenced connection answers not even a FIN, like a dropped path.
+  const server = createServer({ allowHalfOpen: true }, (inbound) => {
     const outbound = connect(Number(target.port || 5432), target.hostname);
     open.add(inbound);
     inbound.on('data', (chunk) => silenced.has(inbound) || outbound.write(chunk));
@@ -55,7 +56,21 @@ describe('the notification listener', () => {
       expect(received).toEqual(['after the cut']);
     } finally {
       await db.destroy();
-      await Promise.race([stop(), new Promise((resolve) => setTimeout(resolve, 1000))]);
+      await stop();
+      server.close();
+    }
+  });
+
+  it('stops without waiting on a connection that went silent', async () => {
+    const { server, silence, ready } = relay(new URL(database.url));
+    const viaRelay = new URL(database.url);
+    viaRelay.host = `127.0.0.1:${await ready}`;
+    const stop = await listen(viaRelay.href, { tessera_test_quiet: () => {} }, () => {}, createLogger('silent'), { heartbeatMs: 60_000, timeoutMs: 300 });
+    silence();
+    try {
+      // Without a bound, stop() waits for an end the server never confirms: the test times out.
+      await stop();
+    } finally {
       server.close();
     }
   });

@@ -90,7 +90,8 @@ export class KeyManager {
    * Opens the directory: creates it (0700) and a first active key when it holds none, then applies
    * any transition that is due. A key file that cannot be trusted stops here with its name.
    * `existing`: the directory must already hold keys (the CLI: a wrong KEYS_DIR must not get a key
-   * of its own and be reported as if it were the server's).
+   * of its own and be reported as if it were the server's). Such a caller applies no transition
+   * either: servers do, each under its own configuration, which a CLI run need not share.
    */
   static async open(policy: KeyPolicy, record: KeyEventSink, log?: Logger, { existing = false } = {}): Promise<KeyManager> {
     if (existing) await existingKeys(policy.dir);
@@ -101,7 +102,7 @@ export class KeyManager {
       });
     }
     const files = await withKeyLock(policy.dir, async () => {
-      await advance(policy, record, 'system');
+      if (!existing) await advance(policy, record, 'system');
       return readDirectory(policy.dir);
     });
     return new KeyManager(policy, record, log, files);

@@ -121,6 +121,23 @@ describe('the life of a key', () => {
     expect(existsSync(join(dir, `${a}.json`))).toBe(false);
   });
 
+  it('leaves transitions to the servers: a CLI run with a shorter retention deletes nothing', async () => {
+    const server = await open({ retention: 7 * 86_400 });
+    const a = server.current.active.kid;
+    const cli = () =>
+      KeyManager.open({ dir, modulusLength: 2048, rotationDays: 0, clock, ...POLICY, retention: 3600 }, () => Promise.resolve(), undefined, { existing: true });
+    // Retired by the CLI, which records its own (short) retention.
+    await (await cli()).rotate({ now: true, actor: 'cli' });
+    clock.advance(2 * 3600);
+    await cli();
+    expect(existsSync(join(dir, `${a}.json`))).toBe(true);
+    await server.tick();
+    expect(existsSync(join(dir, `${a}.json`))).toBe(true);
+    clock.advance(7 * 86_400);
+    await server.tick();
+    expect(existsSync(join(dir, `${a}.json`))).toBe(false);
+  });
+
   it("activates a next key only after this process's own wait, even if it was made with a shorter one", async () => {
     const cli = await open({ jwksMaxAge: 60 });
     const a = cli.current.active.kid;

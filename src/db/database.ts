@@ -175,6 +175,8 @@ const WRITE_LOCK = 0x74657373657261n;
 /** How long a write transaction waits for the write lock, and how long one may sit idle holding it. */
 export const LOCK_TIMEOUT = '5s';
 export const IDLE_IN_TRANSACTION_TIMEOUT = '30s';
+/** How long `exclusively` waits for another instance's turn (it holds the lock across argon2 work). */
+export const EXCLUSIVE_LOCK_TIMEOUT = '10s';
 /** The lock `exclusively` holds; another constant, so it can be held around write transactions. */
 const EXCLUSIVE_LOCK = WRITE_LOCK + 1n;
 
@@ -186,7 +188,14 @@ const EXCLUSIVE_LOCK = WRITE_LOCK + 1n;
 export async function exclusively<T>(db: Db, work: () => Promise<T>): Promise<T> {
   if (!(db.getExecutor().adapter instanceof PostgresAdapter)) return work();
   return db.connection().execute(async (session) => {
-    await sql`select pg_advisory_lock(${sql.lit(EXCLUSIVE_LOCK)})`.execute(session);
+    // Bounded like the write lock's wait: an instance paused while holding this one must not hold
+    // every other instance's start-up for good. The setting is the session's, so it is reset.
+    await sql`select set_config('lock_timeout', ${EXCLUSIVE_LOCK_TIMEOUT}, false)`.execute(session);
+    try {
+      await sql`select pg_advisory_lock(${sql.lit(EXCLUSIVE_LOCK)})`.execute(session);
+    } finally {
+      await sql`reset lock_timeout`.execute(session);
+    }
     try {
       return await work();
     } finally {
@@ -216,10 +225,16 @@ class SerialPostgresTransactions extends PostgresDialect {
         // An instance paused or cut off inside a transaction would hold the lock until its TCP
         // connection timed out (hours): every admin write everywhere would queue behind it and use
         // up the pools. The server ends such a transaction, and a waiter gives up with a 500.
-        await connection.executeQuery(
-          CompiledQuery.raw(`select set_config('lock_timeout', '${LOCK_TIMEOUT}', true), set_config('idle_in_transaction_session_timeout', '${IDLE_IN_TRANSACTION_TIMEOUT}', true)`),
-        );
-        await connection.executeQuery(CompiledQuery.raw(`select pg_advisory_xact_lock(${WRITE_LOCK})`));
+        try {
+          await connection.executeQuery(
+            CompiledQuery.raw(`select set_config('lock_timeout', '${LOCK_TIMEOUT}', true), set_config('idle_in_transaction_session_timeout', '${IDLE_IN_TRANSACTION_TIMEOUT}', true)`),
+          );
+          await connection.executeQuery(CompiledQuery.raw(`select pg_advisory_xact_lock(${WRITE_LOCK})`));
+        } catch (err) {
+          // kysely rolls back only a transaction that began: this connection goes back to the pool.
+          await connection.executeQuery(CompiledQuery.raw('rollback')).catch(() => {});
+          throw err;
+        }
       }
     })(this.config);
   }

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, openDatabase, type Db } from '../../src/db/database.js';
+import { IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, exclusively, openDatabase, type Db } from '../../src/db/database.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 describe('write transactions on PostgreSQL', () => {
@@ -55,5 +55,25 @@ describe('write transactions on PostgreSQL', () => {
       await stalled.query('rollback');
       await stalled.end();
     }
+    // The connection that gave up went back to the pool out of its failed transaction: every
+    // connection serves the next queries.
+    const answers = await Promise.all(Array.from({ length: 12 }, () => sql<{ one: number }>`select 1 as one`.execute(db).then((r) => r.rows[0]!.one)));
+    expect(answers).toEqual(Array(12).fill(1));
   });
+
+  it('gives up waiting for the start-up lock another session holds, and leaves the session as it was', async () => {
+    const stalled = new pg.Client({ connectionString: database.url });
+    await stalled.connect();
+    try {
+      // The lock `exclusively` takes: the write lock's key plus one.
+      await stalled.query(`select pg_advisory_lock(${0x74657373657261n + 1n})`);
+      const outcome = await exclusively(db, () => Promise.resolve('ran')).catch((err: { code?: string }) => err.code);
+      expect(outcome).toBe('55P03'); // lock_not_available
+    } finally {
+      await stalled.end();
+    }
+    expect(await exclusively(db, () => Promise.resolve('ran'))).toBe('ran');
+    const { rows } = await sql<{ lock: string }>`select current_setting('lock_timeout') as lock`.execute(db);
+    expect(rows[0]!.lock).toBe('0');
+  }, 30_000);
 });

@@ -104,9 +104,12 @@ export class FileLock {
 
   /** Releases the lock (if held) and the file. */
   close(): void {
-    if (this.#held) this.#db.exec('rollback');
-    this.#held = false;
-    this.#db.close();
+    try {
+      if (this.#held) this.#db.exec('rollback');
+    } finally {
+      this.#held = false;
+      this.#db.close();
+    }
   }
 }
 

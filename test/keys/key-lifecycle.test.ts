@@ -234,8 +234,9 @@ describe('the lock file', () => {
     const lockModule = pathToFileURL(join(ROOT, 'dist/src/keys/lock.js')).href;
     const holder = spawn(process.execPath, ['--input-type=module', '-e', `
       const { withKeyLock } = await import(${JSON.stringify(lockModule)});
-      setInterval(() => {}, 1000); // alive until killed
-      await withKeyLock(${JSON.stringify(dir)}, () => { process.stdout.write('held\\n'); return new Promise(() => {}); });`]);
+      // Work that waits on a timer, as real work waits on I/O: a promise nothing refers to would let
+      // the lock be collected with it.
+      await withKeyLock(${JSON.stringify(dir)}, () => { process.stdout.write('held\\n'); return new Promise((r) => setTimeout(r, 600_000)); });`]);
     onTestFinished(() => void holder.kill('SIGKILL'));
     await new Promise<void>((resolve, reject) => {
       holder.stdout.once('data', () => resolve());

@@ -11,8 +11,7 @@ import { promisify } from 'node:util';
 import { sql } from 'kysely';
 import { decodeJwt } from 'jose';
 
-import { FileLock, openDatabase, type Db } from '../../src/db/database.js';
-import { LOCK_FILE } from '../../src/keys/lock.js';
+import { openDatabase, type Db } from '../../src/db/database.js';
 import { createTestDatabase, testDialect } from '../support/database.js';
 import { ROOT, freePort, startServer, type RunningServer } from '../support/process.js';
 
@@ -442,14 +441,4 @@ export function credentialsInOutput(servers: readonly RunningServer[], credentia
 /** The argon2 hashes of every client secret stored now. */
 export function storedSecretHashes(url: string): Promise<string[]> {
   return withDatabase(url, async (db) => (await db.selectFrom('client_secrets').select('hash').execute()).map((r) => r.hash));
-}
-
-/** Whether the keys directory's lock can be taken now (no process holds it). */
-export function keyLockFree(keysDir: string): boolean {
-  const lock = new FileLock(join(keysDir, LOCK_FILE));
-  try {
-    return lock.tryLock();
-  } finally {
-    lock.close();
-  }
 }

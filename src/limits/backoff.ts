@@ -52,7 +52,9 @@ export class Backoff {
     const now = this.clock.now();
     const { threshold, windowSeconds, maxSeconds, maxKeys } = this.policy;
     let entry = this.#entries.get(key);
-    if (!entry || now - entry.lastFailureMs > windowSeconds * 1000) entry = { failures: 0, lastFailureMs: now, lockedUntilMs: 0 };
+    // Failures older than the window are forgotten; a lock still running is not (AUTH_BACKOFF_MAX_*
+    // may be longer than AUTH_FAILURE_WINDOW).
+    if (!entry || now - entry.lastFailureMs > windowSeconds * 1000) entry = { failures: 0, lastFailureMs: now, lockedUntilMs: entry?.lockedUntilMs ?? 0 };
     const before = entry.failures;
     entry.failures = failures(entry);
     if (entry.failures > before) entry.lastFailureMs = now;

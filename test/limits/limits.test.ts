@@ -36,6 +36,20 @@ describe('Backoff', () => {
     expect(backoff.retryAfter('k')).toBe(1);
   });
 
+  it('keeps a lock running past the window, through a failure or a shared count seen after it', () => {
+    // AUTH_BACKOFF_MAX_* longer than AUTH_FAILURE_WINDOW: a lock outlives the failures behind it.
+    const clock = new TestClock(0);
+    const backoff = new Backoff({ ...policy, windowSeconds: 60, maxSeconds: 900 }, clock);
+    backoff.observe('k', 14); // locked for 2^11 s, capped at 900
+    expect(backoff.retryAfter('k')).toBe(900);
+    clock.advance(61);
+    backoff.failed('k');
+    expect(backoff.retryAfter('k')).toBe(839);
+    clock.advance(61);
+    backoff.observe('k', 4);
+    expect(backoff.retryAfter('k')).toBe(778);
+  });
+
   it('keeps at most maxKeys keys', () => {
     const backoff = new Backoff({ ...policy, threshold: 1 }, new TestClock(0));
     ['a', 'b', 'c'].forEach((k) => backoff.failed(k));

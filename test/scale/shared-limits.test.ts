@@ -46,7 +46,7 @@ describe('announced lock-outs', () => {
     await migrateToLatest(db);
     const clock = new TestClock();
     const log = createLogger('silent');
-    const config = loadConfig({ ISSUER: 'http://127.0.0.1:3000', DATABASE_URL: database.url, AUTH_FAILURES_PER_ADDRESS: '3' });
+    const config = loadConfig({ ISSUER: 'http://127.0.0.1:3000', DATABASE_URL: database.url, AUTH_FAILURES_PER_ADDRESS: '3', AUTH_FAILURES_PER_CLIENT: '3' });
     limits = serverLimits(config, db, clock, new AuditLog(writeAuditRows(db), log, clock), log);
   });
   afterAll(async () => {
@@ -72,6 +72,15 @@ describe('announced lock-outs', () => {
     await settled();
     expect(limits.addressWait('198.51.100.1')).toBe(0);
     expect(limits.addressWait(address)).toBeGreaterThan(0);
+  });
+
+  it('applies a client_id announcement to the client_id back-off, not the address one', async () => {
+    const clientId = 'announced-client';
+    await db.insertInto('limit_failures').values({ key: `client:${digest(clientId)}`, failures: 4, last_failure_ms: Date.now() }).execute();
+    announce({ kind: 'client', key: digest(clientId) });
+    await settled();
+    expect(limits.clientWait(clientId)).toBeGreaterThan(0);
+    expect(limits.addressWait(clientId)).toBe(0);
   });
 
   it('reads a flood of announcements in batches, one read at a time', async () => {

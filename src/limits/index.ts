@@ -69,8 +69,8 @@ export class Limits {
   readonly #byAddress: Backoff;
   readonly #tokenRate: TokenRate;
   readonly refusals: Refusals;
-  /** Announced keys (`kind:key`) waiting to be read again. */
-  readonly #announced = new Set<string>();
+  /** Announced keys waiting to be read again, by their name in the shared table (`kind:key`). */
+  readonly #announced = new Map<string, { readonly kind: BackoffKind; readonly key: string }>();
   #recounting: Promise<void> | undefined;
 
   constructor(
@@ -138,7 +138,7 @@ export class Limits {
    */
   #recount(kind: BackoffKind, key: string): void {
     if (!this.shared || this.#announced.size >= MAX_ANNOUNCED) return;
-    this.#announced.add(`${kind}:${key}`);
+    this.#announced.set(`${kind}:${key}`, { kind, key });
     if (this.#recounting === undefined) this.#recounting = this.#drainAnnounced().finally(() => (this.#recounting = undefined));
   }
 
@@ -147,12 +147,12 @@ export class Limits {
     // Announcements that arrive in this turn of the event loop join the first read.
     await new Promise<void>((resolve) => setImmediate(resolve));
     while (this.#announced.size > 0) {
-      const names = [...this.#announced].slice(0, RECOUNT_BATCH);
-      for (const name of names) this.#announced.delete(name);
+      const batch = new Map([...this.#announced].slice(0, RECOUNT_BATCH));
+      for (const name of batch.keys()) this.#announced.delete(name);
       try {
-        const counts = await state.failures(names, this.clock.now(), this.config.authFailureWindow * 1000);
+        const counts = await state.failures([...batch.keys()], this.clock.now(), this.config.authFailureWindow * 1000);
         for (const [name, failures] of counts) {
-          const [kind, key] = [name.slice(0, name.indexOf(':')), name.slice(name.indexOf(':') + 1)] as [BackoffKind, string];
+          const { kind, key } = batch.get(name)!;
           this.#backoff(kind).observe(key, failures);
         }
       } catch (err) {

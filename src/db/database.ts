@@ -4,7 +4,7 @@
  * dialect it talks to. Both run every write transaction one at a time, as SQLite must anyway: the
  * services can then read, check and write in one transaction without races on either dialect.
  */
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import SQLite from 'better-sqlite3';
@@ -14,6 +14,7 @@ import {
   PostgresAdapter,
   PostgresDialect,
   PostgresDriver,
+  SqliteAdapter,
   SqliteDialect,
   SqliteDriver,
   type DatabaseConnection,
@@ -60,11 +61,49 @@ function openSqlite(path: string): Db {
   // WAL lets readers run during the audit writer's commits; FULL makes each commit durable, since
   // a token is only released once its audit row is committed; the busy timeout absorbs a CLI
   // writing to the same file.
-  sqlite.pragma('journal_mode = WAL');
-  sqlite.pragma('synchronous = FULL');
   sqlite.pragma('busy_timeout = 5000');
+  useWal(sqlite);
+  sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   return new Kysely<Database>({ dialect: new ImmediateTransactions({ database: withStatementCache(sqlite) }) });
+}
+
+/**
+ * Switching a new file to WAL needs it to itself, and SQLite answers SQLITE_BUSY at once, without
+ * its busy handler, while another process opens it too (a server and a CLI, two instances):
+ * retried here for up to the busy timeout. A file already in WAL mode needs no lock.
+ */
+function useWal(sqlite: SQLite.Database): void {
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (let waited = 0; ; waited += 10) {
+    try {
+      sqlite.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY' || waited >= 5000) throw err;
+      Atomics.wait(pause, 0, 0, 10);
+    }
+  }
+}
+
+/**
+ * A consistent copy of a SQLite database, taken while servers write to it: SQLite's online backup.
+ * A copy of the file alone would miss the commits still in its -wal file. The copy holds secret
+ * hashes and the audit log, so it is owner-only; an existing file is never written over.
+ */
+export async function backupSqlite(path: string, destination: string): Promise<void> {
+  const source = new SQLite(path, { readonly: true, fileMustExist: true });
+  try {
+    closeSync(openSync(destination, 'wx', 0o600));
+    try {
+      await source.backup(destination);
+    } catch (err) {
+      rmSync(destination, { force: true });
+      throw err;
+    }
+  } finally {
+    source.close();
+  }
 }
 
 /**
@@ -145,10 +184,22 @@ function withStatementCache(sqlite: SQLite.Database): SqliteDatabase {
  * it to the first write, and in WAL mode a transaction that read first and then writes fails at
  * once with SQLITE_BUSY, without waiting out busy_timeout, whenever another connection (the audit
  * writer thread, the CLI) has written meanwhile. Every transaction here is there to write.
+ *
+ * SQLite's DDL is transactional, which kysely does not assume: said so, its migrator runs all
+ * pending migrations in one such transaction, so a failed one leaves nothing half made and
+ * processes migrating one file at once take turns (kysely takes no other lock on SQLite).
  */
 class ImmediateTransactions extends SqliteDialect {
   constructor(private readonly config: SqliteDialectConfig) {
     super(config);
+  }
+
+  override createAdapter(): SqliteAdapter {
+    return new (class extends SqliteAdapter {
+      override get supportsTransactionalDdl(): boolean {
+        return true;
+      }
+    })();
   }
 
   override createDriver(): SqliteDriver {

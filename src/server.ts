@@ -16,7 +16,7 @@ import { SecretHasher } from './clients/secret.js';
 import { systemClock } from './clock.js';
 import { ConfigError, dialectOf, loadConfig } from './config.js';
 import { openDatabase } from './db/database.js';
-import { migrateToLatest } from './db/migrate.js';
+import { MigrationError, migrateToLatest } from './db/migrate.js';
 import { listen } from './db/notifications.js';
 import { startRevocationPruner } from './introspection/prune.js';
 import { KeyManager, auditKeyEvents, keyPolicy } from './keys/key-manager.js';
@@ -45,8 +45,9 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config.logLevel);
   const db = openDatabase(config.databaseUrl, { poolSize: config.databasePoolSize });
-  const applied = await migrateToLatest(db);
+  const { applied, newer } = await migrateToLatest(db);
   if (applied.length > 0) log.info({ migrations: applied }, 'database migrated');
+  if (newer.length > 0) log.warn({ migrations: newer }, 'the database schema is newer than this version; running on it');
   // SQLite's commits (and their fsyncs) run on their own thread, off the event loop; pg's are asynchronous anyway.
   const auditThread = dialectOf(config.databaseUrl) === 'sqlite' ? new AuditWriterThread(config.databaseUrl) : undefined;
   const auditLog = new AuditLog(auditThread?.write ?? writeAuditRows(db), log, systemClock);
@@ -170,7 +171,7 @@ function printBootstrapAdmin(clientId: string, secret: string, issuer: string): 
 
 main().catch((err: unknown) => {
   // Start-up problems are for a human at a terminal: say what is wrong, without a stack trace.
-  const known = err instanceof ConfigError || err instanceof KeystoreError;
+  const known = err instanceof ConfigError || err instanceof KeystoreError || err instanceof MigrationError;
   process.stderr.write(`tessera: ${known ? err.message : String((err as Error)?.stack ?? err)}\n`);
   process.exit(1);
 });

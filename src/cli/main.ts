@@ -1,8 +1,9 @@
 /**
  * `tessera` CLI for bootstrap and recovery. It works directly on the configured database (the
- * server need not run) and applies pending migrations first. With --json, stdout carries exactly
+ * server need not run), creating a new database's schema but leaving upgrades to `migrate`. With --json, stdout carries exactly
  * one JSON value; messages and errors go to stderr.
  */
+import { existsSync } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
@@ -32,10 +33,10 @@ import {
 } from '../clients/client.service.js';
 import { SecretHasher } from '../clients/secret.js';
 import { systemClock } from '../clock.js';
-import { ConfigError, auditRetentionTooShort, loadConfig } from '../config.js';
+import { ConfigError, auditRetentionTooShort, dialectOf, loadConfig } from '../config.js';
 import { clientChangeAnnouncer } from '../clients/client-changes.js';
-import { openDatabase, type Db } from '../db/database.js';
-import { migrateToLatest } from '../db/migrate.js';
+import { backupSqlite, openDatabase, type Db } from '../db/database.js';
+import { MigrationError, migrateToLatest } from '../db/migrate.js';
 import { KeyManager, auditKeyEvents, keyPolicy, listKeys } from '../keys/key-manager.js';
 import { KeystoreError } from '../keys/keystore.js';
 import { createLogger } from '../log.js';
@@ -49,7 +50,9 @@ export interface CliIo {
 const USAGE = `usage: tessera <command> [options]
 
 commands:
-  migrate                                  apply pending database migrations
+  migrate                                  apply pending database migrations (other commands do not upgrade
+                                           a database in use)
+  backup <file>                            SQLite: a consistent, owner-only copy of the database, servers running
   clients create --name <name> [options]   create a client; prints its secret once
       --id <client_id>                     choose the id (default: a random UUID)
       --description <text>
@@ -131,6 +134,7 @@ const SETTING_FLAGS: readonly Flag[] = ['name', 'description', 'scope', 'default
  */
 const COMMAND_FLAGS: Readonly<Record<string, readonly Flag[]>> = {
   migrate: [],
+  backup: [],
   'clients create': [...SETTING_FLAGS, 'id', 'admin', 'disabled'],
   'clients update': SETTING_FLAGS,
   'clients list': [],
@@ -172,19 +176,22 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
   try {
     const { values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
     const [group, action, ...rest] = positionals;
+    const backupTo = group === 'backup' ? action : undefined;
     if (values.help || group === undefined) {
       io.stdout.write(USAGE);
       return values.help ? 0 : 2;
     }
-    const command = [group, action].filter(Boolean).join(' ');
+    const command = group === 'backup' ? group : [group, action].filter(Boolean).join(' ');
     checkFlags(command, values);
     // Before anything opens the database: checking the configuration needs none.
     if (command === 'config check') return configCheck(env, values, io);
 
     const config = loadConfig(env);
+    // Before migrating: a backup is what an operator takes before an upgrade.
+    if (command === 'backup') return await backupCommand(config.databaseUrl, required(backupTo, 'file'), values, io);
     issuer = config.issuer;
     db = openDatabase(config.databaseUrl, { poolSize: 1 });
-    const applied = await migrateToLatest(db);
+    const { applied, newer } = await migrateToLatest(db, { upgrade: command === 'migrate' });
     const deps: ClientServiceDeps = {
       db,
       hasher: new SecretHasher(config.argon2, config.argon2Limits),
@@ -201,7 +208,10 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
 
     switch (command) {
       case 'migrate':
-        out({ applied }, applied.length ? `applied: ${applied.join(', ')}\n` : 'database is up to date\n');
+        out(
+          { applied, newer },
+          applied.length ? `applied: ${applied.join(', ')}\n` : newer.length ? `the database schema is newer than this version (${newer.join(', ')}); nothing to apply\n` : 'database is up to date\n',
+        );
         return 0;
       case 'clients create':
         await createCommand(deps, values, out, io, issuer);
@@ -314,7 +324,7 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       io.stderr.write(`tessera: invalid ${err.field}: ${err.message}\n`);
       return 1;
     }
-    if (err instanceof ConfigError || err instanceof DuplicateClientError || err instanceof UnknownClientError || err instanceof KeystoreError) {
+    if (err instanceof ConfigError || err instanceof DuplicateClientError || err instanceof UnknownClientError || err instanceof KeystoreError || err instanceof MigrationError) {
       io.stderr.write(`tessera: ${err.message}\n`);
       return 1;
     }
@@ -322,6 +332,20 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
   } finally {
     await db?.destroy();
   }
+}
+
+async function backupCommand(databaseUrl: string, file: string, values: Values, io: CliIo): Promise<number> {
+  if (dialectOf(databaseUrl) === 'postgres') {
+    io.stderr.write('tessera: on PostgreSQL, back up with pg_dump (README "Upgrades and backups")\n');
+    return 1;
+  }
+  if (existsSync(file)) {
+    io.stderr.write(`tessera: ${file} exists; a backup never writes over a file\n`);
+    return 1;
+  }
+  await backupSqlite(databaseUrl, file);
+  io.stdout.write(values.json ? `${JSON.stringify({ backup: file })}\n` : `backed up to ${file}\n`);
+  return 0;
 }
 
 function configCheck(env: NodeJS.ProcessEnv, values: Values, io: CliIo): number {

@@ -1,10 +1,12 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 
+import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
+import { migrations } from '../../migrations/index.js';
 import { presentAuditEvent } from '../../src/admin/audit-events.js';
 import { EXPORT_BATCH, EXPORT_SETTLE_MS } from '../../src/audit/audit-export.js';
 import { PRUNE_BATCH } from '../../src/audit/audit-retention.js';
@@ -29,7 +31,7 @@ import {
   type ProcessOutput,
 } from '../security/e2e-support.js';
 import { insertRows, rowsAt } from '../support/audit-rows.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, migrateAllButLast, testDialect, type TestDatabase } from '../support/database.js';
 
 interface CliRun {
   readonly args: readonly string[];
@@ -278,8 +280,50 @@ describe('tessera migrate and rotate-secret', () => {
   it('applies migrations once', async () => {
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({
       applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation', '2026-11-23-0003-audit-jti-index', '2026-11-23-0004-token-rate-limit', '2026-11-24-0005-postgres-key-order', '2026-11-24-0006-shared-limits', '2026-11-24-0007-clients-version'],
+      newer: [],
     });
-    expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [] });
+    expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [], newer: [] });
+  });
+
+  it('backs up a SQLite database in use to a new, owner-only file, with the commits still in its WAL', async () => {
+    const file = join(dir, 'backup.db');
+    if (testDialect === 'postgres') {
+      expect(await cli('backup', file)).toMatchObject({ code: 1, stderr: 'tessera: on PostgreSQL, back up with pg_dump (README "Upgrades and backups")\n' });
+      return;
+    }
+    await cli('migrate');
+    // A server's connection, open throughout: its commits stay in the -wal file, not the database file.
+    const db = openDatabase(database.url);
+    try {
+      await db.insertInto('revoked_tokens').values({ jti: 'in-the-wal', client_id: 'c', expires_at: 1, revoked_at: 1 }).execute();
+      expect(await cli('backup', file, '--json')).toMatchObject({ code: 0, stdout: `${JSON.stringify({ backup: file })}\n` });
+    } finally {
+      await db.destroy();
+    }
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const copy = openDatabase(file);
+    try {
+      expect(await copy.selectFrom('revoked_tokens').select('jti').execute()).toEqual([{ jti: 'in-the-wal' }]);
+    } finally {
+      await copy.destroy();
+    }
+    expect(await cli('backup', file)).toMatchObject({ code: 1, stderr: `tessera: ${file} exists; a backup never writes over a file\n` });
+    expect((await cli('backup')).code).toBe(2);
+  });
+
+  it('leaves upgrading a database in use to `migrate`, and says when the database is newer', async () => {
+    const db = openDatabase(database.url);
+    try {
+      await migrateAllButLast(db);
+      const last = Object.keys(migrations).sort().at(-1)!;
+      expect(await cli('clients', 'list')).toMatchObject({ code: 1, stderr: `tessera: the database schema is older than this version (${last} not applied): run \`tessera migrate\` first\n` });
+      expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [last], newer: [] });
+      await sql`insert into kysely_migration (name, timestamp) values ('2099-01-01-0001-future', ${new Date().toISOString()})`.execute(db);
+      expect((await cli('migrate')).stdout).toBe('the database schema is newer than this version (2099-01-01-0001-future); nothing to apply\n');
+      expect((await cli('clients', 'list', '--json')).code).toBe(0);
+    } finally {
+      await db.destroy();
+    }
   });
 
   it('rotates a secret, keeping the previous one for the given time', async () => {

@@ -6,9 +6,12 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
+import { Migrator, sql } from 'kysely';
 import pg from 'pg';
 
+import { migrations } from '../../migrations/index.js';
 import type { Dialect } from '../../src/config.js';
+import type { Db } from '../../src/db/database.js';
 
 export const testDialect: Dialect = process.env.TESSERA_TEST_DIALECT === 'postgres' ? 'postgres' : 'sqlite';
 
@@ -39,4 +42,12 @@ async function run(url: string, statement: string): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/** Applies every migration but the last: the database as the previous version left it. */
+export async function migrateAllButLast(db: Db): Promise<void> {
+  const schema = testDialect === 'postgres' ? (await sql<{ s: string }>`select current_schema() as s`.execute(db)).rows[0]!.s : undefined;
+  const migrator = new Migrator({ db, provider: { getMigrations: () => Promise.resolve({ ...migrations }) }, migrationTableSchema: schema });
+  const { error } = await migrator.migrateTo(Object.keys(migrations).sort().at(-2)!);
+  if (error) throw error as Error;
 }

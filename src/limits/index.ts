@@ -1,17 +1,19 @@
 /**
  * Limits on abuse, applied wherever a client authenticates (token, introspection, revocation):
- *   backoff.ts     failed authentications, per client_id and per source address
+ *   backoff.ts     failed authentications, per source address and per client_id from an address
  *   token-rate.ts  tokens per minute, per client, at the token endpoint
  *   refusals.ts    refused requests in the audit log, aggregated
  *   shared.ts      on PostgreSQL, the counts shared by every instance
  * A refused request is answered 429 with Retry-After.
  *
- * Trade-off (README "Limits"): anyone can make a client_id fail, so its back-off is short
- * (AUTH_BACKOFF_MAX_CLIENT, 60 s by default) and a caller presenting a secret verified recently
- * is never held by it; the back-off per address, which an attacker cannot spend for someone else,
- * is long. On SQLite (one server) the state is in memory; on PostgreSQL it is shared (shared.ts).
+ * Trade-off (README "Limits"): anyone can make a client_id fail, so its back-off counts the
+ * failures of a client_id from one address (an IPv6 /64): a guesser holds only itself, never the
+ * workload calling from elsewhere. It is short (AUTH_BACKOFF_MAX_CLIENT, 60 s by default); the
+ * back-off per address is long. On SQLite (one server) the state is in memory; on PostgreSQL it is
+ * shared (shared.ts).
  */
 import { createHash } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
@@ -64,6 +66,36 @@ export function serverLimits(config: Pick<Config, 'limits' | 'databaseUrl'>, db:
  */
 const keyOf = (value: string): string => createHash('sha256').update(value).digest('base64url');
 
+/**
+ * What the address back-off counts: an IPv4 address, or the /64 an IPv6 address is in, since one
+ * host is routinely given a whole /64 and could otherwise pick a fresh address for every guess. An
+ * IPv4 address written as IPv6 (a dual-stack socket's ::ffff:a.b.c.d) is that IPv4 address.
+ */
+export function addressUnit(address: string): string {
+  const bare = address.replace(/%.*$/, '').toLowerCase();
+  if (!isIPv6(bare)) return address;
+  const groups = (text: string): number[] =>
+    text === ''
+      ? []
+      : text.split(':').flatMap((part) => (part.includes('.') ? ipv4Groups(part) : [Number.parseInt(part, 16)]));
+  const [head = '', tail] = bare.split('::');
+  const front = groups(head);
+  const back = tail === undefined ? [] : groups(tail);
+  const all = [...front, ...new Array<number>(8 - front.length - back.length).fill(0), ...back];
+  if (all.slice(0, 5).every((g) => g === 0) && all[5] === 0xffff) {
+    return [all[6]! >> 8, all[6]! & 0xff, all[7]! >> 8, all[7]! & 0xff].join('.');
+  }
+  return `${all.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+}
+
+function ipv4Groups(dotted: string): number[] {
+  const [a = 0, b = 0, c = 0, d = 0] = dotted.split('.').map(Number);
+  return [(a << 8) | b, (c << 8) | d];
+}
+
+/** The client_id back-off's key: a client_id as presented from one address unit. */
+const clientKeyOf = (clientId: string, remoteAddr: string): string => keyOf(JSON.stringify([clientId, addressUnit(remoteAddr)]));
+
 export class Limits {
   readonly #byClient: Backoff;
   readonly #byAddress: Backoff;
@@ -88,17 +120,17 @@ export class Limits {
 
   /** Whole seconds the source address must still wait after failed authentications; 0: none. */
   addressWait(remoteAddr: string): number {
-    return this.#byAddress.retryAfter(keyOf(remoteAddr));
+    return this.#byAddress.retryAfter(keyOf(addressUnit(remoteAddr)));
   }
 
-  /** The same for a client_id, whoever presents it. */
-  clientWait(clientId: string): number {
-    return this.#byClient.retryAfter(keyOf(clientId));
+  /** The same for a client_id presented from this address. */
+  clientWait(clientId: string, remoteAddr: string): number {
+    return this.#byClient.retryAfter(clientKeyOf(clientId, remoteAddr));
   }
 
   /** A failed guess: it counts towards both back-offs, here and, when shared, everywhere. */
   authFailed(clientId: string, remoteAddr: string): void {
-    const [client, address] = [keyOf(clientId), keyOf(remoteAddr)];
+    const [client, address] = [clientKeyOf(clientId, remoteAddr), keyOf(addressUnit(remoteAddr))];
     this.#byClient.failed(client);
     this.#byAddress.failed(address);
     if (this.shared) {

@@ -63,8 +63,8 @@ export function createAuthenticator({ db, records, limits, hasher, verified, clo
     const secretId = secretIdOf(secret);
     const stored = client && secretId !== undefined ? await records.secret(clientId, secretId) : undefined;
     const proven = stored !== undefined && verified.has(stored.id, stored.hash, secret);
-    // Anyone can make a client_id fail, so a caller holding a recently verified secret is let through.
-    const clientWait = proven ? 0 : limits.clientWait(clientId);
+    // A caller holding a recently verified secret is let through: it has nothing left to guess.
+    const clientWait = proven ? 0 : limits.clientWait(clientId, remoteAddr);
     if (clientWait > 0) throw new Throttled(clientWait, { kind: 'client_id', value: clientId, reason: 'auth_backoff' });
 
     if (!client || !stored) {

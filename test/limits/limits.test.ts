@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
+import { addressUnit } from '../../src/limits/index.js';
 import { Backoff } from '../../src/limits/backoff.js';
 import { Refusals } from '../../src/limits/refusals.js';
 import { TokenRate } from '../../src/limits/token-rate.js';
@@ -226,6 +227,55 @@ describe('the address behind a proxy (TRUST_PROXY=true)', () => {
     expect((await attempt('198.51.100.2, 203.0.113.9')).status).toBe(401);
     expect((await attempt('198.51.100.3, 203.0.113.9')).status).toBe(429);
     expect((await attempt('203.0.113.10')).status).toBe(401);
+  });
+
+  it('counts an IPv6 /64 as one address, and an IPv4 address written as IPv6 as that address', async () => {
+    expect((await attempt('2001:db8:1:2::1')).status).toBe(401);
+    expect((await attempt('2001:db8:1:2:ffff:ffff:ffff:fffe')).status).toBe(401);
+    expect((await attempt('2001:DB8:1:2::3')).status).toBe(429);
+    expect((await attempt('2001:db8:1:3::1')).status).toBe(401);
+
+    expect((await attempt('::ffff:192.0.2.7')).status).toBe(401);
+    expect((await attempt('192.0.2.7')).status).toBe(401);
+    expect((await attempt('::ffff:c000:207')).status).toBe(429);
+  });
+});
+
+describe('addressUnit', () => {
+  it.each([
+    ['192.0.2.7', '192.0.2.7'],
+    ['::ffff:192.0.2.7', '192.0.2.7'],
+    ['::FFFF:c000:0207', '192.0.2.7'],
+    ['2001:db8::9', '2001:db8:0:0::/64'],
+    ['2001:0db8:0000:0000:1234::9', '2001:db8:0:0::/64'],
+    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['64:ff9b::192.0.2.7', '64:ff9b:0:0::/64'],
+    ['not an address', 'not an address'],
+  ])('%s counts as %s', (address, unit) => {
+    expect(addressUnit(address)).toBe(unit);
+  });
+});
+
+describe('the client_id back-off', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness({ TRUST_PROXY: 'true', AUTH_FAILURES_PER_CLIENT: '2', AUTH_FAILURES_PER_ADDRESS: '1000000' });
+  });
+  afterAll(() => h.close());
+
+  const token = (authorization: string, from: string) =>
+    h.request.post('/oauth/token').set('Authorization', authorization).set('X-Forwarded-For', from).type('form').send({ grant_type: 'client_credentials' });
+
+  it("holds a guesser's address only: the workload, calling from elsewhere with a secret not verified lately, gets its token", async () => {
+    const { client, secret } = await h.createClient({ client_name: 'targeted', audience: [API] });
+    for (const from of ['198.51.100.7', '198.51.100.8']) {
+      expect((await token(basic(client.clientId, tamper(secret)), from)).status).toBe(401);
+      expect((await token(basic(client.clientId, tamper(secret)), from)).status).toBe(401);
+      expect((await token(basic(client.clientId, tamper(secret)), from)).status).toBe(429);
+    }
+    expect((await token(basic(client.clientId, secret), '10.0.0.1')).status).toBe(200);
   });
 });
 

@@ -75,12 +75,15 @@ describe('announced lock-outs', () => {
   });
 
   it('applies a client_id announcement to the client_id back-off, not the address one', async () => {
-    const clientId = 'announced-client';
-    await db.insertInto('limit_failures').values({ key: `client:${digest(clientId)}`, failures: 4, last_failure_ms: Date.now() }).execute();
-    announce({ kind: 'client', key: digest(clientId) });
+    const [clientId, address] = ['announced-client', '192.0.2.44'];
+    // The client_id back-off counts a client_id from one address.
+    const key = digest(JSON.stringify([clientId, address]));
+    await db.insertInto('limit_failures').values({ key: `client:${key}`, failures: 4, last_failure_ms: Date.now() }).execute();
+    announce({ kind: 'client', key });
     await settled();
-    expect(limits.clientWait(clientId)).toBeGreaterThan(0);
-    expect(limits.addressWait(clientId)).toBe(0);
+    expect(limits.clientWait(clientId, address)).toBeGreaterThan(0);
+    expect(limits.clientWait(clientId, '192.0.2.45')).toBe(0);
+    expect(limits.addressWait(address)).toBe(0);
   });
 
   it('reads a flood of announcements in batches, one read at a time', async () => {

@@ -71,6 +71,7 @@ export function createAuthenticator({ db, records, limits, hasher, verified, clo
       await hasher.verifyDecoy(secret);
       return guessFailed(clientId, remoteAddr, client ? 'secret_mismatch' : 'unknown_client');
     }
+    let current = { client, stored };
     if (!proven) {
       if (!(await hasher.verify(stored.hash, secret))) return guessFailed(clientId, remoteAddr, 'secret_mismatch');
       // Hashes carry their parameters: one made with weaker ones is upgraded now that we know the secret.
@@ -80,22 +81,30 @@ export function createAuthenticator({ db, records, limits, hasher, verified, clo
         records.invalidate(clientId);
       }
       verified.remember(stored.id, hash, secret);
+      // argon2 may have waited in its queue for a second: a change committed meanwhile (a secret
+      // revoked, the client disabled or deleted) has already been answered as done, so it applies
+      // to this request too. Read again; from the cache when nothing changed.
+      const freshClient = await records.client(clientId);
+      const freshSecret = freshClient ? await records.secret(clientId, stored.id) : undefined;
+      if (!freshClient) return { ok: false, reason: 'unknown_client' };
+      if (!freshSecret) return { ok: false, reason: 'secret_mismatch' };
+      current = { client: freshClient, stored: freshSecret };
     }
 
     // Only a caller who proved knowledge of the secret gets here, so these reasons reveal nothing.
-    if (stored.expires_at !== null && Number(stored.expires_at) <= epochSeconds(clock)) return { ok: false, reason: 'secret_expired' };
-    if (!client.enabled) return { ok: false, reason: 'client_disabled' };
-    if (client.authMethod !== method) return { ok: false, reason: 'auth_method_not_allowed' };
+    if (current.stored.expires_at !== null && Number(current.stored.expires_at) <= epochSeconds(clock)) return { ok: false, reason: 'secret_expired' };
+    if (!current.client.enabled) return { ok: false, reason: 'client_disabled' };
+    if (current.client.authMethod !== method) return { ok: false, reason: 'auth_method_not_allowed' };
 
     // Operators see when a secret was last used (to retire unused ones); a minute's precision
     // keeps this write off most requests.
     const now = epochSeconds(clock);
-    if (stored.last_used_at === null || now - Number(stored.last_used_at) >= LAST_USED_PRECISION) {
-      await touchSecret(db, stored.id, now);
+    if (current.stored.last_used_at === null || now - Number(current.stored.last_used_at) >= LAST_USED_PRECISION) {
+      await touchSecret(db, current.stored.id, now);
       records.invalidate(clientId);
     }
     // A success leaves the client_id's failures alone: clearing them would tell a guesser, by the
     // back-off's next answer, that the id's workload had authenticated in between (so it exists).
-    return { ok: true, client };
+    return { ok: true, client: current.client };
   };
 }

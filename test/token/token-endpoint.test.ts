@@ -5,9 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
-import { setClientEnabled } from '../../src/clients/client.service.js';
+import { deleteClient, revokeSecret, setClientEnabled } from '../../src/clients/client.service.js';
+import { secretIdOf } from '../../src/clients/secret.js';
 import { loadConfig } from '../../src/config.js';
-import { ISSUER, basic, startHarness, tamper, type Harness } from '../support/harness.js';
+import { CountingHasher, ISSUER, basic, startHarness, tamper, type Harness } from '../support/harness.js';
 
 const API = 'https://api.example.com';
 const OTHER_API = 'https://other.example.com';
@@ -292,6 +293,37 @@ describe('verified-credential cache', () => {
     expect((await tokenFor(client.clientId, s)).status).toBe(200);
     await h.rotateSecret(client.clientId, 0);
     expect((await tokenFor(client.clientId, s)).status).toBe(401);
+  });
+
+  it('refuses a request whose argon2 verify was under way when the change was committed', async () => {
+    const changes: [string, (clientId: string, s: string) => Promise<unknown>][] = [
+      ['secret revoked', (clientId, s) => revokeSecret(h.service, clientId, secretIdOf(s)!)],
+      ['rotated without grace', (clientId) => h.rotateSecret(clientId, 0)],
+      ['client disabled', (clientId) => setClientEnabled(h.service, clientId, false)],
+      ['client deleted', (clientId) => deleteClient(h.service, clientId)],
+    ];
+    for (const [name, change] of changes) {
+      const { client, secret: s } = await h.createClient({ client_name: `in-flight-${name}`, audience: [API] });
+      // The verify starts, then waits (as in a busy argon2 queue) until the change is committed.
+      let started!: () => void;
+      const verifying = new Promise<void>((resolve) => (started = resolve));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      h.hasher.verify = async (hash, presented) => {
+        started();
+        await released;
+        return CountingHasher.prototype.verify.call(h.hasher, hash, presented);
+      };
+      try {
+        const pending = tokenFor(client.clientId, s).then((res) => res); // supertest sends once awaited
+        await verifying;
+        await change(client.clientId, s);
+        release();
+        expect({ name, status: (await pending).status }).toEqual({ name, status: 401 });
+      } finally {
+        delete (h.hasher as { verify?: unknown }).verify;
+      }
+    }
   });
 });
 

@@ -5,7 +5,7 @@
 import type { Context } from 'koa';
 
 import type { Throttled } from '../limits/index.js';
-import type { RefusalKey } from '../limits/refusals.js';
+import { overloadRefusal, type RefusalKey } from '../limits/refusals.js';
 
 export const INVALID_CLIENT = { error: 'invalid_client', error_description: 'client authentication failed' } as const;
 export const SERVER_ERROR = { error: 'server_error', error_description: 'the request could not be completed' } as const;
@@ -44,8 +44,8 @@ export class OAuthError extends Error {
     return new OAuthError(401, 'invalid_client', INVALID_CLIENT.error_description, reason);
   }
 
-  static overloaded(): OAuthError {
-    return new OAuthError(503, 'temporarily_unavailable', TEMPORARILY_UNAVAILABLE.error_description, 'overloaded');
+  static overloaded(remoteAddr: string): OAuthError {
+    return new OAuthError(503, 'temporarily_unavailable', TEMPORARILY_UNAVAILABLE.error_description, 'overloaded', undefined, overloadRefusal(remoteAddr));
   }
 
   static throttled(err: Throttled): OAuthError {

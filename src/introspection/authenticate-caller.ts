@@ -60,7 +60,7 @@ export function readClientCredentials(authorization: string, form: Form): Omit<P
 
 export async function authenticateCaller(authenticate: Authenticator, credentials: PresentedCredentials): Promise<Client> {
   const outcome = await authenticate(credentials).catch((err: unknown) => {
-    if (err instanceof Overloaded) throw OAuthError.overloaded();
+    if (err instanceof Overloaded) throw OAuthError.overloaded(credentials.remoteAddr);
     if (err instanceof Throttled) throw OAuthError.throttled(err);
     throw err;
   });

@@ -46,8 +46,8 @@ export function tokenAuditEvent(ctx: Context): AuditEvent {
 export function auditTokenRequest(auditLog: AuditLog, refusals: Refusals, log: Logger): Middleware {
   return async function auditTokenRequest(ctx, next) {
     await next();
-    const throttled = tokenState(ctx).failure?.throttled;
-    if (throttled && !refusals.admit(throttled.key)) return;
+    const refusal = tokenState(ctx).failure?.refusal;
+    if (refusal && !refusals.admit(refusal)) return;
     try {
       await auditLog.record(tokenAuditEvent(ctx));
     } catch (err) {

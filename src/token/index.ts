@@ -24,7 +24,7 @@ import { SIGNING_ALG } from '../keys/keystore.js';
 import { auditTokenRequest } from './audit.js';
 import { Overloaded } from '../clients/work-pool.js';
 import { Throttled, type Limits } from '../limits/index.js';
-import type { Refusals } from '../limits/refusals.js';
+import { overloadRefusal, type Refusals } from '../limits/refusals.js';
 import type { Authenticator } from './authenticate-client.js';
 import { normalizeErrors } from './normalize-errors.js';
 import { MAX_PARAMETERS, limitTokenBody, parseTokenRequest, tooManyParameters } from './parse-request.js';
@@ -126,11 +126,11 @@ export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookD
 
     onServerError: (ctx, err) => {
       if (err instanceof Overloaded) {
-        tokenState(ctx).failure = { reason: 'overloaded' };
+        tokenState(ctx).failure = { reason: 'overloaded', refusal: overloadRefusal(ctx.ip) };
         return;
       }
       if (err instanceof Throttled) {
-        tokenState(ctx).failure = { reason: err.key.reason, throttled: err };
+        tokenState(ctx).failure = { reason: err.key.reason, throttled: err, refusal: err.key };
         return;
       }
       tokenState(ctx).failure = { reason: 'server_error' };

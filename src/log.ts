@@ -16,7 +16,8 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       base: { service: 'tessera' },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: {
-        paths: ['*.authorization', '*.client_secret', '*.access_token', '*.token', '*.password', '*.hash'],
+        // At the top level and one level down (pino's `*` matches exactly one level), and in headers.
+        paths: ['authorization', 'client_secret', 'access_token', 'token', 'password', 'hash'].flatMap((key) => [key, `*.${key}`]).concat('*.headers.authorization'),
         censor: '[redacted]',
       },
     },

@@ -68,8 +68,9 @@ export function newEventId(nowMs: number): string {
 
 const SECRET = /tsec_[0-9a-f]{16}_[A-Za-z0-9_-]*/g;
 const JWT = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/g;
+// Control and format characters (C0, C1, bidirectional overrides, zero widths) and the Unicode line
+// separators: each could forge how a record looks in a terminal or split it in a line-based shipper.
+const CONTROL = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
 
 /**
  * Makes a caller-supplied value safe to record: anything shaped like a Tessera secret or a JWT is

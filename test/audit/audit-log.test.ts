@@ -28,6 +28,7 @@ describe('scrub', () => {
     ['id=tsec_0123456789abcdef_AbC', 'id=tsec_[redacted]'],
     ['eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln', '[jwt redacted]'],
     ['line\nbreak\u0000', 'line\uFFFDbreak\uFFFD'],
+    ['ops-bot\u202e\u2028\u009b31mtoor\u200b', 'ops-bot\uFFFD\uFFFD\uFFFD31mtoor\uFFFD'],
     ['', null],
     [42, null],
   ])('makes %j safe to record', (input, expected) => {

@@ -16,7 +16,7 @@ import type { Db } from './db/database.js';
 import { serveJwks } from './discovery/jwks.js';
 import { DISCOVERY_PATHS, INTROSPECTION_PATH, JWKS_PATH, REVOCATION_PATH, TOKEN_PATH, serveMetadata } from './discovery/metadata.js';
 import { noStore, tokenCors } from './http/headers.js';
-import { requestContext } from './http/request-context.js';
+import { logConnectionErrors, requestContext } from './http/request-context.js';
 import { routes } from './http/routes.js';
 import { introspectEndpoint, revokeEndpoint } from './introspection/index.js';
 import { createTokenInspector } from './introspection/inspect-token.js';
@@ -112,9 +112,10 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   // Behind a proxy, the address is the one the proxy itself saw (the last X-Forwarded-For entry):
   // earlier entries come from the caller, who could otherwise dodge the per-address limits.
   const app = new Koa({ proxy: config.trustProxy, maxIpsCount: 1 });
-  // Probes come every few seconds from every orchestrator: their access lines only at debug level
-  // (a failing readiness check logs its own warning).
-  app.use(requestContext(log, [HEALTH_PATH, READY_PATH]));
+  app.on('error', logConnectionErrors(log));
+  // Probes and scrapes come every few seconds: their access lines only at debug level (a failing
+  // readiness check logs its own warning).
+  app.use(requestContext(log, [HEALTH_PATH, READY_PATH, METRICS_PATH]));
   app.use(
     routes({
       [TOKEN_PATH]: { POST: token, OPTIONS: [cors.preflight] },

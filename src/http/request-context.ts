@@ -36,6 +36,14 @@ export function authenticatedAs(ctx: Context, clientId: string): void {
   (ctx.state as { clientId?: string }).clientId = clientId;
 }
 
+/**
+ * What koa reports outside a request's middleware: a caller resetting its connection, mostly.
+ * Without a listener koa prints the stack to stderr, outside the JSON log, as often as anyone likes.
+ */
+export function logConnectionErrors(log: Logger): (err: Error & { code?: string }, ctx?: Context) => void {
+  return (err, ctx) => log.debug({ err: { code: err.code, message: err.message }, request_id: ctx ? requestIdOf(ctx) : null }, 'connection error');
+}
+
 /** `quiet`: paths whose access lines are logged at debug level only (health probes). */
 export function requestContext(log: Logger, quiet: readonly string[] = []): Middleware {
   return async function requestContext(ctx, next) {

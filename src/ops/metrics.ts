@@ -17,7 +17,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { AuditLog } from '../audit/audit-log.js';
 import type { SecretHasher } from '../clients/secret.js';
 import type { VerifiedCredentialCache } from '../clients/verified-credentials.js';
-import { requestContext } from '../http/request-context.js';
+import { logConnectionErrors, requestContext } from '../http/request-context.js';
 import { routes } from '../http/routes.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import type { KeyState } from '../keys/keystore.js';
@@ -239,7 +239,8 @@ export function serveMetrics(metrics: Metrics): Middleware {
 /** The app METRICS_PORT serves: /metrics and nothing else. */
 export function createMetricsApp(metrics: Metrics, log: Logger): Koa {
   const app = new Koa();
-  app.use(requestContext(log));
+  app.on('error', logConnectionErrors(log));
+  app.use(requestContext(log, [METRICS_PATH]));
   app.use(routes({ [METRICS_PATH]: { GET: [serveMetrics(metrics)] } }));
   return app;
 }

@@ -386,6 +386,7 @@ function composeProblems(files: Files, image: Image, configNames: ReadonlySet<st
   const format = accessLog && new RegExp(`^\\s*log_format\\s+${accessLog}\\s+([^;]*);`, 'm').exec(nginx)?.[1];
   if (!format) problems.push('deploy/nginx.conf: access_log must name a log_format of this file (the default logs $remote_user)');
   else if (format.includes('$remote_user') || format.includes('$http_authorization')) problems.push('deploy/nginx.conf: the access log must not hold a Basic user name or an Authorization header');
+  if (!/location\s+=\s+\/metrics\s*\{\s*return\s+404;\s*\}/.test(nginx)) problems.push('deploy/nginx.conf: /metrics must not be served through the balancer');
   const listen = Number(/^\s*listen\s+(\d+)/m.exec(nginx)?.[1]);
   const port = ports(proxy).find((p) => p.container === listen);
   if (!port) problems.push(`docker-compose.yml proxy: nginx listens on ${listen}, which is not published`);
@@ -448,6 +449,7 @@ describe('Dockerfile, docker-compose.yml and deploy/nginx.conf', () => {
     ['another stop signal', sub('Dockerfile', 'STOPSIGNAL SIGTERM', 'STOPSIGNAL SIGKILL'), /STOPSIGNAL must be SIGTERM/],
     ['nginx keeps idle connections longer than Tessera', sub('deploy/nginx.conf', 'keepalive_timeout 4s;', 'keepalive_timeout 60s;'), /keepalive_timeout must be under Tessera's 5 s/],
     ["nginx's default access log", sub('deploy/nginx.conf', /^\s*access_log[^\n]*\n/m, ''), /access_log must name a log_format/],
+    ['metrics through the balancer', sub('deploy/nginx.conf', /location = \/metrics \{[^}]*\}/, ''), /\/metrics must not be served through the balancer/],
     ['nginx logs the Basic user name', sub('deploy/nginx.conf', "'$remote_addr [", "'$remote_addr $remote_user ["), /must not hold a Basic user name/],
     ['EXPOSE another port', sub('Dockerfile', 'EXPOSE 3000', 'EXPOSE 8080'), /EXPOSE 8080 does not include the server's PORT 3000/],
     ['PORT changed without EXPOSE', sub('Dockerfile', 'PORT=3000', 'PORT=4000'), /EXPOSE 3000 does not include the server's PORT 4000/],

@@ -66,11 +66,14 @@ describe('probe access lines', () => {
     const before = h.logLines.length;
     const probe = await h.request.get('/healthz');
     const ready = await h.request.get('/readyz');
+    const scrape = await h.request.get('/metrics');
+    expect(scrape.status).toBe(200);
     const other = await h.request.get('/.well-known/jwks.json');
     const lines = h.logLines.slice(before).filter((l) => l.msg === 'request');
     const ids = lines.map((l) => l.request_id);
     expect(ids).not.toContain(probe.headers['x-request-id']);
     expect(ids).not.toContain(ready.headers['x-request-id']);
+    expect(ids).not.toContain(scrape.headers['x-request-id']);
     expect(ids).toContain(other.headers['x-request-id']);
 
     const verbose = await startHarness({ LOG_LEVEL: 'debug' });

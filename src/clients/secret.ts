@@ -71,16 +71,19 @@ export class SecretHasher {
   }
 
   /**
-   * True when a stored hash is weaker than the configured parameters (less memory or fewer passes,
-   * an older argon2 version, another variant). Only weaker: instances configured differently during
-   * a change of parameters would otherwise re-hash every secret back and forth, each time emptying
-   * every instance's client cache, and the older ones would downgrade hashes.
+   * True when a stored hash is weaker than the configured parameters: an older argon2 version,
+   * another variant, or less memory or fewer passes and more of neither. Only weaker: instances
+   * configured differently during a change of parameters would otherwise re-hash every secret back
+   * and forth, each time emptying every instance's client cache, and the older ones would downgrade
+   * hashes. Two settings that each trade memory for passes (OWASP lists several) keep each other's.
    */
   needsRehash(hash: string): boolean {
     const match = /^\$argon2id\$v=(\d+)\$([a-z0-9=,]+)\$/.exec(hash);
     if (!match) return true;
     const params = Object.fromEntries(match[2]!.split(',').map((pair) => pair.split('=') as [string, string]));
-    return Number(match[1]) < ARGON2_VERSION || !(Number(params.m) >= this.params.memoryCost) || !(Number(params.t) >= this.params.timeCost);
+    const [m, t] = [Number(params.m), Number(params.t)];
+    if (Number(match[1]) < ARGON2_VERSION || !Number.isFinite(m) || !Number.isFinite(t)) return true;
+    return m <= this.params.memoryCost && t <= this.params.timeCost && (m < this.params.memoryCost || t < this.params.timeCost);
   }
 
   /** argon2 work waiting for a slot. */

@@ -38,6 +38,12 @@ describe('client secrets', () => {
     expect(hasher.needsRehash(await hashWith({ memoryCost: 47_104 }))).toBe(false);
     expect(hasher.needsRehash(await hashWith({ timeCost: 3 }))).toBe(false);
     expect(hasher.needsRehash(await hashWith({ parallelism: 2 }))).toBe(false);
+    // More memory for fewer passes (OWASP's m=46 MiB, t=1): another trade-off, not a weaker hash, so
+    // two instances set one way and the other keep each other's hashes instead of re-hashing back and forth.
+    const other = new SecretHasher({ memoryCost: 47_104, timeCost: 1, parallelism: 1 }, limits);
+    expect(hasher.needsRehash(await other.hash('s'))).toBe(false);
+    expect(other.needsRehash(await hasher.hash('s'))).toBe(false);
+    expect(hasher.needsRehash('$argon2id$v=19$m=abc,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA')).toBe(true);
     expect(hasher.needsRehash('$argon2i$v=19$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA')).toBe(true);
     expect(hasher.needsRehash('$argon2id$v=16$m=65536,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA')).toBe(true);
   });

@@ -12,6 +12,7 @@ import type { AuthMethod, Client } from '../clients/client.js';
 import type { ClientRecords } from '../clients/client-records.js';
 import { touchSecret, updateSecretHash } from '../clients/client.repository.js';
 import { secretIdOf, type SecretHasher } from '../clients/secret.js';
+import { Overloaded } from '../clients/work-pool.js';
 import type { VerifiedCredentialCache } from '../clients/verified-credentials.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
@@ -48,6 +49,13 @@ export interface AuthenticatorDeps {
 
 export type Authenticator = (presented: PresentedCredentials) => Promise<AuthOutcome>;
 
+const keepOnOverload =
+  (hash: string) =>
+  (err: unknown): string => {
+    if (err instanceof Overloaded) return hash;
+    throw err;
+  };
+
 export function createAuthenticator({ db, records, limits, hasher, verified, clock }: AuthenticatorDeps): Authenticator {
   /** A guess that failed: it counts towards both back-offs. */
   const guessFailed = (clientId: string, remoteAddr: string, reason: AuthFailure): AuthOutcome => {
@@ -74,8 +82,9 @@ export function createAuthenticator({ db, records, limits, hasher, verified, clo
     let current = { client, stored };
     if (!proven) {
       if (!(await hasher.verify(stored.hash, secret))) return guessFailed(clientId, remoteAddr, 'secret_mismatch');
-      // Hashes carry their parameters: one made with weaker ones is upgraded now that we know the secret.
-      const hash = hasher.needsRehash(stored.hash) ? await hasher.hash(secret) : stored.hash;
+      // Hashes carry their parameters: one made with weaker ones is upgraded now that we know the
+      // secret. Best effort: with the argon2 queue full, the proven caller is not refused for it.
+      const hash = hasher.needsRehash(stored.hash) ? await hasher.hash(secret).catch(keepOnOverload(stored.hash)) : stored.hash;
       if (hash !== stored.hash) {
         await updateSecretHash(db, stored.id, hash);
         records.invalidate(clientId);

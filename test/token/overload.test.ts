@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { createClient } from '../../src/clients/client.service.js';
 import { SecretHasher } from '../../src/clients/secret.js';
+import { Overloaded } from '../../src/clients/work-pool.js';
 import { basic, startHarness, type Harness } from '../support/harness.js';
 
 const API = 'https://api.example.com';
@@ -76,5 +77,18 @@ describe('argon2 parameters', () => {
     expect(await stored()).toMatch(/^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);
     expect((await token(basic(client.clientId, clientSecret))).status).toBe(200);
     expect((await token(basic(client.clientId, `${clientSecret}x`))).status).toBe(401);
+  });
+
+  it('keeps the weaker hash, and answers the proven caller, when the argon2 queue is too full to re-hash', async () => {
+    const weak = new SecretHasher({ memoryCost: 8192, timeCost: 1, parallelism: 1 }, { concurrency: 1, queue: 8 });
+    const { client, clientSecret } = await createClient({ ...h.service, hasher: weak }, { client_name: 'old-busy', audience: [API] });
+    h.hasher.hash = () => Promise.reject(new Overloaded());
+    try {
+      expect((await token(basic(client.clientId, clientSecret))).status).toBe(200);
+    } finally {
+      delete (h.hasher as { hash?: unknown }).hash;
+    }
+    const stored = await h.db.selectFrom('client_secrets').select('hash').where('client_id', '=', client.clientId).executeTakeFirstOrThrow();
+    expect(stored.hash).toMatch(/m=8192,p=1,t=1/);
   });
 });

@@ -1,8 +1,9 @@
 /**
  * Exponential back-off by key (a client_id, a source address): after `threshold` failures within
  * `windowSeconds`, each further failure locks the key for twice as long as the one before, from one
- * second up to `maxSeconds`. Failures older than the window are forgotten, so a key recovers on its
- * own. Keys are kept in a bounded map (the least recently failed goes first), so a flood of
+ * second up to `maxSeconds`. The window is fixed, starting at the first failure after the last one
+ * ended: failures trickling in more slowly than `threshold` per window never lock a key (a
+ * forgotten job retrying a rotated secret must not, in the end, lock its whole address). Keys are kept in a bounded map (the least recently failed goes first), so a flood of
  * distinct keys costs bounded memory.
  */
 import type { Clock } from '../clock.js';
@@ -16,7 +17,7 @@ export interface BackoffPolicy {
 
 interface Entry {
   failures: number;
-  lastFailureMs: number;
+  windowStartMs: number;
   lockedUntilMs: number;
 }
 
@@ -33,7 +34,8 @@ export class Backoff {
     const entry = this.#entries.get(key);
     if (!entry) return 0;
     const waitMs = entry.lockedUntilMs - this.clock.now();
-    return waitMs > 0 ? Math.ceil(waitMs / 1000) : 0;
+    // Never beyond the cap, even when the clock has stepped back since the lock began.
+    return waitMs > 0 ? Math.min(Math.ceil(waitMs / 1000), this.policy.maxSeconds) : 0;
   }
 
   failed(key: string): void {
@@ -52,12 +54,11 @@ export class Backoff {
     const now = this.clock.now();
     const { threshold, windowSeconds, maxSeconds, maxKeys } = this.policy;
     let entry = this.#entries.get(key);
-    // Failures older than the window are forgotten; a lock still running is not (AUTH_BACKOFF_MAX_*
-    // may be longer than AUTH_FAILURE_WINDOW).
-    if (!entry || now - entry.lastFailureMs > windowSeconds * 1000) entry = { failures: 0, lastFailureMs: now, lockedUntilMs: entry?.lockedUntilMs ?? 0 };
+    // A window that has ended is forgotten; a lock still running is not (AUTH_BACKOFF_MAX_* may be
+    // longer than AUTH_FAILURE_WINDOW).
+    if (!entry || now - entry.windowStartMs > windowSeconds * 1000) entry = { failures: 0, windowStartMs: now, lockedUntilMs: entry?.lockedUntilMs ?? 0 };
     const before = entry.failures;
     entry.failures = failures(entry);
-    if (entry.failures > before) entry.lastFailureMs = now;
     if (entry.failures > before && entry.failures >= threshold) {
       const seconds = Math.min(maxSeconds, 2 ** Math.min(entry.failures - threshold, 30));
       entry.lockedUntilMs = Math.max(entry.lockedUntilMs, now + seconds * 1000);

@@ -18,7 +18,7 @@ export class SharedLimitState {
       insert into limit_failures as f (key, failures, last_failure_ms) values (${key}, 1, ${nowMs})
       on conflict (key) do update set
         failures = case when f.last_failure_ms < ${nowMs - windowMs} then 1 else f.failures + 1 end,
-        last_failure_ms = greatest(f.last_failure_ms, ${nowMs})
+        last_failure_ms = case when f.last_failure_ms < ${nowMs - windowMs} then ${nowMs} else f.last_failure_ms end
       returning failures`.execute(this.db);
     return rows[0]!.failures;
   }

@@ -37,6 +37,26 @@ describe('Backoff', () => {
     expect(backoff.retryAfter('k')).toBe(1);
   });
 
+  it('counts in a fixed window: failures trickling in slower than the threshold per window never lock', () => {
+    const clock = new TestClock(0);
+    const backoff = new Backoff(policy, clock);
+    // Every 40 s: never three within one 60 s window, though always two within 60 s of each other.
+    for (let i = 0; i < 30; i += 1) {
+      backoff.failed('k');
+      expect(backoff.retryAfter('k')).toBe(0);
+      clock.advance(40);
+    }
+  });
+
+  it('never reports a wait beyond the cap after the clock steps back', () => {
+    const clock = new TestClock(3_600_000);
+    const backoff = new Backoff(policy, clock);
+    for (let i = 0; i < 6; i += 1) backoff.failed('k');
+    expect(backoff.retryAfter('k')).toBe(8);
+    clock.advance(-3600);
+    expect(backoff.retryAfter('k')).toBe(8);
+  });
+
   it('keeps a lock running past the window, through a failure or a shared count seen after it', () => {
     // AUTH_BACKOFF_MAX_* longer than AUTH_FAILURE_WINDOW: a lock outlives the failures behind it.
     const clock = new TestClock(0);
@@ -67,6 +87,16 @@ describe('TokenRate', () => {
     clock.advance(20);
     expect(rate.take('c', 3)).toBe(0);
     expect(rate.take('c', 3)).toBeGreaterThan(0);
+  });
+
+  it('neither refills nor drains when the clock steps back', () => {
+    const clock = new TestClock(3_600_000);
+    const rate = new TokenRate(clock, 10);
+    expect([rate.take('c', 2), rate.take('c', 2)]).toEqual([0, 0]);
+    clock.advance(-3600);
+    expect(rate.take('c', 2)).toBe(30);
+    clock.advance(3600 + 30);
+    expect(rate.take('c', 2)).toBe(0);
   });
 
   it('never limits a rate of 0', () => {

@@ -14,6 +14,7 @@ import { loadConfig } from '../../src/config.js';
 import { openDatabase, type Db } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import { serverLimits, type Limits } from '../../src/limits/index.js';
+import { SharedLimitState } from '../../src/limits/shared.js';
 import { createLogger } from '../../src/log.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { TestClock } from '../support/harness.js';
@@ -98,5 +99,30 @@ describe('announced lock-outs', () => {
   it('ignores what is not a lock-out, a key that is no digest included', () => {
     expect(() => announce({ kind: 'client', key: 'x'.repeat(8000) })).toThrow('not a lock-out');
     expect(() => announce({ kind: 'nope', key: digest('x') })).toThrow('not a lock-out');
+  });
+});
+
+describe('the shared failure count', () => {
+  let database: TestDatabase;
+  let db: Db;
+
+  beforeAll(async () => {
+    database = await createTestDatabase('');
+    db = openDatabase(database.url);
+    await migrateToLatest(db);
+  });
+  afterAll(async () => {
+    await db.destroy();
+    await database.drop();
+  });
+
+  it('counts in a fixed window, as each instance does in memory', async () => {
+    const state = new SharedLimitState(db);
+    const windowMs = 60_000;
+    // Every 40 s: a window that slid with each failure would count them all.
+    const counts = [];
+    for (let i = 0; i < 5; i += 1) counts.push(await state.failed('address:trickle', i * 40_000, windowMs));
+    expect(counts).toEqual([1, 2, 1, 2, 1]);
+    expect(await state.failures(['address:trickle'], 4 * 40_000, windowMs)).toEqual(new Map([['address:trickle', 1]]));
   });
 });

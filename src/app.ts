@@ -125,7 +125,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
       ...Object.fromEntries(DISCOVERY_PATHS.map((path) => [path, { GET: [metadata] }])),
       // Probes and metrics: not audited, not rate-limited. With METRICS_PORT, /metrics is served there only.
       [HEALTH_PATH]: { GET: [healthz] },
-      [READY_PATH]: { GET: [readyz({ db, keys, log, clock })] },
+      [READY_PATH]: { GET: [readyz({ db, keys, auditLog, log, clock })] },
       ...(config.metricsPort === undefined ? { [METRICS_PATH]: { GET: [serveMetrics(metrics)] } } : {}),
       ...admin,
     }),

@@ -100,6 +100,7 @@ export class AuditLog {
   #queue: Pending[] = [];
   #writer: Promise<void> | undefined;
   readonly #commitListeners: ((seconds: number, ok: boolean) => void)[] = [];
+  #lastFailureMs: number | undefined;
 
   constructor(
     private readonly commit: AuditWriter,
@@ -146,7 +147,13 @@ export class AuditLog {
     this.#commitListeners.push(listener);
   }
 
+  /** When the latest group commit failed, if no commit has succeeded since (readiness). */
+  get failingSince(): number | undefined {
+    return this.#lastFailureMs;
+  }
+
   #committed(started: number, ok: boolean): void {
+    this.#lastFailureMs = ok ? undefined : this.clock.now();
     const seconds = (performance.now() - started) / 1000;
     for (const listener of this.#commitListeners) listener(seconds, ok);
   }

@@ -6,7 +6,8 @@
  *                 get healthy processes restarted.
  *   GET /readyz   readiness: the database answers a trivial query, every migration this code knows
  *                 is recorded as applied, an active signing key is loaded, and libuv's thread pool,
- *                 which signs every token, runs a trivial job. Otherwise 503, naming the failing
+ *                 which signs every token, runs a trivial job; and the audit log's latest commit
+ *                 did not fail in the last 10 s (a token is only released with its row). Otherwise 503, naming the failing
  *                 check with a short generic reason; the cause goes to the log only. The checks
  *                 share one deadline, so a hung database or pool gets a 503, not a hung probe (on
  *                 SQLite a query runs on the event loop: the deadline bounds the wait for the connection).
@@ -15,6 +16,7 @@ import type { Middleware } from 'koa';
 import { sql } from 'kysely';
 
 import { migrations } from '../../migrations/index.js';
+import type { AuditLog } from '../audit/audit-log.js';
 import type { Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import { requestIdOf } from '../http/request-context.js';
@@ -30,7 +32,14 @@ const READINESS_TIMEOUT_MS = 2000;
 // kysely's default; migrate.ts does not rename it. On PostgreSQL the search_path finds it, as it does for migrate.ts.
 const MIGRATION_TABLE = 'kysely_migration';
 
-export type CheckName = 'database' | 'migrations' | 'signing_key' | 'thread_pool';
+export type CheckName = 'database' | 'migrations' | 'signing_key' | 'thread_pool' | 'audit_log';
+
+/**
+ * How long a failed audit commit keeps an instance not ready. Only requests commit audit rows, so
+ * an instance taken out of rotation would never learn that commits work again: after this it is
+ * ready again, and the next failing commit takes it out again.
+ */
+export const AUDIT_FAILURE_HOLD_MS = 10_000;
 export type CheckResult = 'ok' | `failing: ${string}`;
 
 export interface Readiness {
@@ -41,6 +50,8 @@ export interface Readiness {
 export interface ReadinessDeps {
   readonly db: Db;
   readonly keys: Pick<KeyManager, 'current'>;
+  readonly auditLog: Pick<AuditLog, 'failingSince'>;
+  readonly clock: Clock;
   readonly log: Logger;
   readonly timeoutMs?: number;
 }
@@ -60,7 +71,7 @@ function within<T>(deadline: number, work: Promise<T>): Promise<T> {
 /** A job for libuv's pool: WebCrypto runs digests there, as it runs the signatures. */
 const POOL_PROBE = new Uint8Array(1);
 
-export async function checkReadiness({ db, keys, log, timeoutMs = READINESS_TIMEOUT_MS }: ReadinessDeps, requestId: string | null = null): Promise<Readiness> {
+export async function checkReadiness({ db, keys, auditLog, clock, log, timeoutMs = READINESS_TIMEOUT_MS }: ReadinessDeps, requestId: string | null = null): Promise<Readiness> {
   const deadline = performance.now() + timeoutMs;
   const failed = (check: CheckName, reason: string, err?: unknown): CheckResult => {
     log.warn({ check, err, request_id: requestId }, 'readiness check failed');
@@ -107,7 +118,9 @@ export async function checkReadiness({ db, keys, log, timeoutMs = READINESS_TIME
     threadPool = err instanceof TimedOut ? failed('thread_pool', 'timeout') : failed('thread_pool', 'job failed', err);
   }
 
-  const checks = { database, migrations: migrationsCheck, signing_key: signingKey, thread_pool: threadPool };
+  const failedAt = auditLog.failingSince;
+  const audit: CheckResult = failedAt !== undefined && clock.now() - failedAt < AUDIT_FAILURE_HOLD_MS ? failed('audit_log', 'commits failing') : 'ok';
+  const checks = { database, migrations: migrationsCheck, signing_key: signingKey, thread_pool: threadPool, audit_log: audit };
   return { ready: Object.values(checks).every((c) => c === 'ok'), checks };
 }
 
@@ -119,7 +132,7 @@ export const healthz: Middleware = function healthz(ctx) {
 /** How long one readiness result answers every probe: a flood of probes costs one check per second. */
 const READINESS_REUSE_MS = 1000;
 
-export function readyz(deps: ReadinessDeps & { readonly clock: Clock }): Middleware {
+export function readyz(deps: ReadinessDeps): Middleware {
   // /readyz is public and unauthenticated: concurrent probes share one check, and its result is
   // reused for a second, so callers cannot drive database work (or queue it behind a slow database).
   let current: { readonly result: Promise<Readiness>; settledAt?: number } | undefined;

@@ -18,11 +18,11 @@ import { migrations } from '../../migrations/index.js';
 import { openDatabase, type Db } from '../../src/db/database.js';
 import { KeystoreError } from '../../src/keys/keystore.js';
 import { createLogger } from '../../src/log.js';
-import { readyz } from '../../src/ops/health.js';
+import { AUDIT_FAILURE_HOLD_MS, readyz } from '../../src/ops/health.js';
 import { testDialect } from '../support/database.js';
 import { basic, startHarness, type Harness } from '../support/harness.js';
 
-const READY = { status: 'ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'ok', thread_pool: 'ok' } };
+const READY = { status: 'ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'ok', thread_pool: 'ok', audit_log: 'ok' } };
 
 let h: Harness;
 beforeEach(async () => {
@@ -129,7 +129,7 @@ describe('GET /readyz', () => {
     await sql`delete from kysely_migration where name = ${last}`.execute(h.db);
     const res = await h.request.get('/readyz');
     expect(res.status).toBe(503);
-    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'failing: 1 not applied', signing_key: 'ok', thread_pool: 'ok' } });
+    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'failing: 1 not applied', signing_key: 'ok', thread_pool: 'ok', audit_log: 'ok' } });
     expect(res.headers['cache-control']).toBe('no-store');
   });
 
@@ -142,7 +142,7 @@ describe('GET /readyz', () => {
     await sql`drop table kysely_migration`.execute(h.db);
     const res = await h.request.get('/readyz');
     expect(res.status).toBe(503);
-    expect(res.body.checks).toEqual({ database: 'ok', migrations: 'failing: query failed', signing_key: 'ok', thread_pool: 'ok' });
+    expect(res.body.checks).toEqual({ database: 'ok', migrations: 'failing: query failed', signing_key: 'ok', thread_pool: 'ok', audit_log: 'ok' });
   });
 
   /**
@@ -171,7 +171,7 @@ describe('GET /readyz', () => {
 
   it('answers 503 naming database within the timeout when the database hangs, and ready again once it answers', async () => {
     const release = await hangDatabase(h.db, heldConnections());
-    await notReadyWhileHeld(release, 'database', { database: 'failing: timeout', migrations: 'failing: database unavailable', signing_key: 'ok', thread_pool: 'ok' });
+    await notReadyWhileHeld(release, 'database', { database: 'failing: timeout', migrations: 'failing: database unavailable', signing_key: 'ok', thread_pool: 'ok', audit_log: 'ok' });
   });
 
   it("answers 503 naming thread_pool within the timeout when libuv's pool is held, and ready again once it is free", async () => {
@@ -186,7 +186,20 @@ describe('GET /readyz', () => {
       for (const handle of await Promise.all(opened)) await handle.close();
       rmSync(dir, { recursive: true, force: true });
     };
-    await notReadyWhileHeld(release, 'thread_pool', { database: 'ok', migrations: 'ok', signing_key: 'ok', thread_pool: 'failing: timeout' });
+    await notReadyWhileHeld(release, 'thread_pool', { database: 'ok', migrations: 'ok', signing_key: 'ok', thread_pool: 'failing: timeout', audit_log: 'ok' });
+  });
+
+  it('answers 503 naming audit_log while audit rows cannot be committed, for a while after the last failure', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'audited', audience: ['https://api.example.com'] });
+    await sql`drop table audit_events`.execute(h.db);
+    const res = await h.request.post('/oauth/token').set('Authorization', basic(client.clientId, secret)).type('form').send({ grant_type: 'client_credentials' });
+    expect(res.status).toBe(500);
+    const notReady = await h.request.get('/readyz');
+    expect(notReady.status).toBe(503);
+    expect(notReady.body.checks).toEqual({ database: 'ok', migrations: 'ok', signing_key: 'ok', thread_pool: 'ok', audit_log: 'failing: commits failing' });
+    // Out of rotation it would never learn commits work again: ready once the hold is over.
+    h.clock.advance(AUDIT_FAILURE_HOLD_MS / 1000);
+    expect((await h.request.get('/readyz')).status).toBe(200);
   });
 
   it('answers 503 naming signing_key when no active key is loaded', async () => {
@@ -197,7 +210,7 @@ describe('GET /readyz', () => {
     });
     const res = await h.request.get('/readyz');
     expect(res.status).toBe(503);
-    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'failing: no active key', thread_pool: 'ok' } });
+    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'failing: no active key', thread_pool: 'ok', audit_log: 'ok' } });
     expect(res.text).not.toContain('exactly one');
   });
 
@@ -208,7 +221,7 @@ describe('GET /readyz', () => {
       transformResult: (args) => Promise.resolve(args.result),
     });
     const app = new Koa();
-    app.use(readyz({ db: counted, keys: h.keys, log: createLogger('silent'), clock: h.clock }));
+    app.use(readyz({ db: counted, keys: h.keys, auditLog: h.service.auditLog, log: createLogger('silent'), clock: h.clock }));
     const probe = () => supertest(app.callback()).get('/readyz');
 
     const answers = await Promise.all(Array.from({ length: 20 }, probe));
@@ -248,7 +261,7 @@ describe('readiness with a broken database', () => {
 
   const probe = (db: Db) => {
     const app = new Koa();
-    app.use(readyz({ db, keys: h.keys, log: createLogger('silent'), clock: h.clock }));
+    app.use(readyz({ db, keys: h.keys, auditLog: h.service.auditLog, log: createLogger('silent'), clock: h.clock }));
     return supertest(app.callback()).get('/readyz');
   };
 
@@ -259,7 +272,7 @@ describe('readiness with a broken database', () => {
     await db.destroy();
     const res = await probe(db);
     expect(res.status).toBe(503);
-    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'failing: query failed', migrations: 'failing: database unavailable', signing_key: 'ok', thread_pool: 'ok' } });
+    expect(res.body).toEqual({ status: 'not_ready', checks: { database: 'failing: query failed', migrations: 'failing: database unavailable', signing_key: 'ok', thread_pool: 'ok', audit_log: 'ok' } });
   });
 
   it('answers 503 naming database when the server refuses connections, without the URL, the password or a stack in the body', async () => {

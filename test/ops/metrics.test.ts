@@ -300,7 +300,7 @@ describe('the server process', () => {
     expect(await scraped!.text()).toContain('tessera_token_requests_total');
     expect((await fetch(`${inst.issuer}/metrics`)).status).toBe(404);
     expect((await fetch(`${inst.issuer}/healthz`)).status).toBe(200);
-    expect(await (await fetch(`${inst.issuer}/readyz`)).json()).toEqual({ status: 'ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'ok', thread_pool: 'ok' } });
+    expect(await (await fetch(`${inst.issuer}/readyz`)).json()).toEqual({ status: 'ready', checks: { database: 'ok', migrations: 'ok', signing_key: 'ok', thread_pool: 'ok', audit_log: 'ok' } });
 
     server.process.kill('SIGTERM');
     expect(await server.exited).toBe(0);

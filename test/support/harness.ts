@@ -20,6 +20,7 @@ import { writeAuditRows } from '../../src/audit/audit-writer.js';
 import type { AuditEventRow } from '../../src/audit/audit-event.table.js';
 import { clientRecords } from '../../src/clients/client-records.js';
 import type { ClientSettingsInput } from '../../src/clients/client-settings.js';
+import { clientChangeAnnouncer } from '../../src/clients/client-changes.js';
 import { createClient, rotateSecret, type ClientServiceDeps } from '../../src/clients/client.service.js';
 import type { Client } from '../../src/clients/client.js';
 import { SecretHasher } from '../../src/clients/secret.js';
@@ -140,7 +141,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   const hasher = new CountingHasher(config.argon2, config.argon2Limits);
   const records = clientRecords(db, config, clock);
   const limits = serverLimits(config, db, clock, auditLog, log);
-  const clientChanged = (clientId: string) => records.invalidate(clientId);
+  // As server.ts wires it: the harness does not listen, so on PostgreSQL the announcement goes unheard.
+  const clientChanged = clientChangeAnnouncer(config.databaseUrl, db, (clientId) => records.invalidate(clientId), log);
   const metrics = new Metrics(config);
   const app = createApp(config, { db, records, clientChanged, limits, auditLog, keys, hasher, log, clock, metrics });
   const deps: ClientServiceDeps = {

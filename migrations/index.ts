@@ -11,6 +11,7 @@ import * as tokenRateLimit from './2026-11-23-0004-token-rate-limit.js';
 import * as postgresKeyOrder from './2026-11-24-0005-postgres-key-order.js';
 import * as sharedLimits from './2026-11-24-0006-shared-limits.js';
 import * as clientsVersion from './2026-11-24-0007-clients-version.js';
+import * as secretsFollowClients from './2026-11-24-0008-secrets-follow-clients.js';
 
 export const migrations: Readonly<Record<string, Migration>> = {
   '2026-11-23-0001-initial': initial,
@@ -20,4 +21,5 @@ export const migrations: Readonly<Record<string, Migration>> = {
   '2026-11-24-0005-postgres-key-order': postgresKeyOrder,
   '2026-11-24-0006-shared-limits': sharedLimits,
   '2026-11-24-0007-clients-version': clientsVersion,
+  '2026-11-24-0008-secrets-follow-clients': secretsFollowClients,
 };

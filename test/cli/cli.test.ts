@@ -279,7 +279,7 @@ describe('tessera parity with the admin API', () => {
 describe('tessera migrate and rotate-secret', () => {
   it('applies migrations once', async () => {
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({
-      applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation', '2026-11-23-0003-audit-jti-index', '2026-11-23-0004-token-rate-limit', '2026-11-24-0005-postgres-key-order', '2026-11-24-0006-shared-limits', '2026-11-24-0007-clients-version'],
+      applied: ['2026-11-23-0001-initial', '2026-11-23-0002-introspection-revocation', '2026-11-23-0003-audit-jti-index', '2026-11-23-0004-token-rate-limit', '2026-11-24-0005-postgres-key-order', '2026-11-24-0006-shared-limits', '2026-11-24-0007-clients-version', '2026-11-24-0008-secrets-follow-clients'],
       newer: [],
     });
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [], newer: [] });

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import SQLite from 'better-sqlite3';
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
@@ -65,20 +66,31 @@ describe('migrateToLatest', () => {
   });
 
   it('leaves nothing of a migration run that fails half way', async () => {
-    await migrateAllButLast(db);
-    // Something in the way of the last migration's later statements (its table comes first).
-    const obstacle =
-      testDialect === 'postgres'
-        ? sql`create function clients_version_bump() returns trigger language plpgsql as $$ begin return null; end $$`
-        : sql`create trigger client_secrets_version_delete after delete on client_secrets begin select 1; end`;
-    await obstacle.execute(db);
-    await expect(migrateToLatest(db)).rejects.toThrow(new RegExp(`^migration ${LAST} failed: `));
+    // In the way of a later migration (0007 creates this table), once the earlier ones have run.
+    await sql`create table clients_version (obstacle integer)`.execute(db);
+    await expect(migrateToLatest(db)).rejects.toThrow(/^migration 2026-11-24-0007-clients-version failed: /);
     const tables = (await db.introspection.getTables()).map((t) => t.name);
-    expect(tables).not.toContain('clients_version');
-    expect(await recorded()).toEqual(KNOWN.slice(0, -1));
+    expect(tables).toEqual(['clients_version']);
+    expect(await recorded()).toEqual([]);
 
-    await (testDialect === 'postgres' ? sql`drop function clients_version_bump()` : sql`drop trigger client_secrets_version_delete`).execute(db);
-    expect(await migrateToLatest(db)).toEqual({ applied: [LAST], newer: [] });
+    await sql`drop table clients_version`.execute(db);
+    expect(await migrateToLatest(db)).toEqual({ applied: KNOWN, newer: [] });
+  });
+
+  it("deletes a client's secrets with it, even on a connection without foreign keys", async () => {
+    await migrateToLatest(db);
+    await db.insertInto('clients').values({ client_id: 'deleted-by-hand', client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 }).execute();
+    await db.insertInto('client_secrets').values({ id: '0123456789abcdef', client_id: 'deleted-by-hand', hash: 'h', created_at: 1, expires_at: null, last_used_at: null }).execute();
+    if (testDialect === 'sqlite') {
+      // As the sqlite3 shell runs: foreign keys off unless asked (better-sqlite3 turns them on).
+      const shell = new SQLite(database.url);
+      shell.pragma('foreign_keys = OFF');
+      shell.prepare('delete from clients where client_id = ?').run('deleted-by-hand');
+      shell.close();
+    } else {
+      await db.deleteFrom('clients').where('client_id', '=', 'deleted-by-hand').execute();
+    }
+    expect(await db.selectFrom('client_secrets').select('id').where('client_id', '=', 'deleted-by-hand').execute()).toEqual([]);
   });
 
   it('with upgrade: false, creates a new database but does not upgrade one in use', async () => {

@@ -4,7 +4,7 @@
  * dialect it talks to. Both run every write transaction one at a time, as SQLite must anyway: the
  * services can then read, check and write in one transaction without races on either dialect.
  */
-import { closeSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { chmodSync, closeSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 import SQLite from 'better-sqlite3';
@@ -54,8 +54,10 @@ function openSqlite(path: string): Db {
   if (path !== ':memory:') {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     // The file holds secret hashes and the audit log: owner-only from its first byte, whatever the
-    // umask. SQLite gives its -wal and -shm files the same mode.
+    // umask. SQLite gives its -wal and -shm files the same mode. A file made before (by an earlier
+    // version, by hand) is made owner-only too, with its -wal and -shm.
     closeSync(openSync(path, 'a', 0o600));
+    for (const file of [path, `${path}-wal`, `${path}-shm`]) ownerOnly(file);
   }
   const sqlite = new SQLite(path);
   // WAL lets readers run during the audit writer's commits; FULL makes each commit durable, since
@@ -66,6 +68,17 @@ function openSqlite(path: string): Db {
   sqlite.pragma('synchronous = FULL');
   sqlite.pragma('foreign_keys = ON');
   return new Kysely<Database>({ dialect: new ImmediateTransactions({ database: withStatementCache(sqlite) }) });
+}
+
+function ownerOnly(file: string): void {
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if ((mode & 0o077) !== 0) chmodSync(file, mode & 0o700);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, mkdtempSync, openSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -29,6 +29,24 @@ describe('openDatabase', () => {
     await db.destroy();
   });
 
+
+  it('makes a database file made before owner-only, with its WAL', async () => {
+    const path = join(dir, 'tessera.db');
+    const first = openDatabase(path);
+    await migrateToLatest(first);
+    await first.destroy();
+    for (const file of [path, `${path}-wal`]) {
+      closeSync(openSync(file, 'a'));
+      chmodSync(file, 0o644);
+    }
+    const db = openDatabase(path);
+    try {
+      expect(statSync(path).mode & 0o777).toBe(0o600);
+      expect(statSync(`${path}-wal`).mode & 0o777).toBe(0o600);
+    } finally {
+      await db.destroy();
+    }
+  });
 
   it('answers correctly across more distinct queries than it keeps prepared', async () => {
     const db = openDatabase(join(dir, 'tessera.db'));

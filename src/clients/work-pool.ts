@@ -1,7 +1,14 @@
 /**
- * Bounds the argon2 work in flight: at most `concurrency` at once and `queueLimit` waiting. Past
- * that, work is refused at once (Overloaded) instead of letting latency grow without bound, so a
- * flood of bad credentials costs the attacker, not the clients whose credentials are cached.
+ * Bounds the argon2 work in flight: at most `concurrency` at once and `queueLimit` waiting in each
+ * lane. Past that, work is refused at once (Overloaded) instead of letting latency grow without
+ * bound, so a flood of bad credentials costs the attacker, not the clients whose credentials are
+ * cached.
+ *
+ * Two lanes, because cached credentials expire (CREDENTIAL_CACHE_TTL) and a flood can outlast them:
+ * `held` is work on a secret Tessera holds (a verify against its stored hash, a new hash), `other`
+ * the decoy verifies for client_ids and secret ids that do not exist. A flood of the latter fills
+ * its own lane only, and a freed slot goes to held work first. Which lane a request takes depends
+ * on its secret's id, which only a holder of the secret knows: it tells a guesser nothing.
  */
 export class Overloaded extends Error {
   readonly code = 'ERR_OVERLOADED';
@@ -11,26 +18,29 @@ export class Overloaded extends Error {
   }
 }
 
+export type Lane = 'held' | 'other';
+
 export class WorkPool {
   #active = 0;
-  readonly #waiting: (() => void)[] = [];
+  readonly #waiting: Record<Lane, (() => void)[]> = { held: [], other: [] };
 
   constructor(
     private readonly concurrency: number,
     private readonly queueLimit: number,
   ) {}
 
-  async run<T>(work: () => Promise<T>): Promise<T> {
+  async run<T>(lane: Lane, work: () => Promise<T>): Promise<T> {
     if (this.#active >= this.concurrency) {
-      if (this.#waiting.length >= this.queueLimit) throw new Overloaded();
-      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      const waiting = this.#waiting[lane];
+      if (waiting.length >= this.queueLimit) throw new Overloaded();
+      await new Promise<void>((resolve) => waiting.push(resolve));
     }
     this.#active += 1;
     try {
       return await work();
     } finally {
       this.#active -= 1;
-      this.#waiting.shift()?.();
+      (this.#waiting.held.shift() ?? this.#waiting.other.shift())?.();
     }
   }
 
@@ -39,8 +49,8 @@ export class WorkPool {
     return this.#active;
   }
 
-  /** Work waiting for a slot (the argon2 queue depth). */
+  /** Work waiting for a slot, in both lanes (the argon2 queue depth). */
   get queued(): number {
-    return this.#waiting.length;
+    return this.#waiting.held.length + this.#waiting.other.length;
   }
 }

@@ -51,6 +51,20 @@ describe('a flood of bad credentials', () => {
     expect(h.logLines.filter((l) => l.msg === 'token endpoint failed')).toEqual([]);
   });
 
+  it('does not starve a workload whose cached credentials expire while it lasts', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'expiring', audience: [API] });
+    expect((await token(basic(client.clientId, secret))).status).toBe(200);
+    h.clock.advance(h.config.credentialCacheTtl + 1);
+
+    const flood = Array.from({ length: 12 }, (_, i) => token(basic(`attacker-${i}`, 'tsec_0123456789abcdef_' + 'x'.repeat(43))).then((res) => res));
+    await saturated();
+    h.hasher.reset();
+    // Its secret must be verified again, behind a queue full of decoys: it has a lane of its own.
+    expect((await token(basic(client.clientId, secret))).status).toBe(200);
+    expect(h.hasher.verifies).toBe(1);
+    await Promise.all(flood);
+  });
+
   it('is refused the same way at introspection, and aggregated', async () => {
     const results = await Promise.all(
       Array.from({ length: 12 }, (_, i) =>

@@ -8,6 +8,7 @@ import compose from 'koa-compose';
 import { adminRoutes } from './admin/index.js';
 import type { AuditLog } from './audit/audit-log.js';
 import type { ClientRecords } from './clients/client-records.js';
+import type { LastUse } from './clients/last-use.js';
 import type { SecretHasher } from './clients/secret.js';
 import { VerifiedCredentialCache } from './clients/verified-credentials.js';
 import type { Clock } from './clock.js';
@@ -42,6 +43,8 @@ export interface AppDeps {
   readonly auditLog: AuditLog;
   readonly keys: KeyManager;
   readonly hasher: SecretHasher;
+  /** Where secrets' last use is recorded (clients/last-use.ts). */
+  readonly lastUse: LastUse;
   readonly log: Logger;
   readonly clock: Clock;
   /** This app's registry; served at /metrics here unless METRICS_PORT serves it (server.ts). */
@@ -49,11 +52,11 @@ export interface AppDeps {
 }
 
 export function createApp(config: Config, deps: AppDeps): Koa {
-  const { db, records, clientChanged, limits, auditLog, keys, hasher, log, clock, metrics } = deps;
+  const { db, records, clientChanged, limits, auditLog, keys, hasher, lastUse, log, clock, metrics } = deps;
 
   const verified = new VerifiedCredentialCache({ ttlMs: config.credentialCacheTtl * 1000, maxEntries: config.credentialCacheSize, clock });
   metrics.watch({ hasher, auditLog, verified, keys });
-  const authenticate = createAuthenticator({ db, records, limits, hasher, verified, clock });
+  const authenticate = createAuthenticator({ db, records, limits, hasher, verified, lastUse, clock });
   const hooks = tokenHooks({
     authenticate,
     rateLimits: limits,

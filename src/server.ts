@@ -10,6 +10,7 @@ import { AuditLog } from './audit/audit-log.js';
 import { startAuditPruner } from './audit/audit-retention.js';
 import { AuditWriterThread, writeAuditRows } from './audit/audit-writer.js';
 import { clientChangeAnnouncer, clientChangeHandlers } from './clients/client-changes.js';
+import { LastUse, writeLastUse } from './clients/last-use.js';
 import { clientRecords } from './clients/client-records.js';
 import { serverLimits } from './limits/index.js';
 import { SecretHasher } from './clients/secret.js';
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
   const hasher = new SecretHasher(config.argon2, config.argon2Limits);
   const records = clientRecords(db, config, systemClock);
   const clientChanged = clientChangeAnnouncer(config.databaseUrl, db, (id) => records.invalidate(id), log);
+  const lastUse = new LastUse(auditThread?.writeLastUse ?? writeLastUse(db), (id) => records.invalidate(id), log);
   const limits = serverLimits(config, db, systemClock, auditLog, log);
   const stopLimitPruning = limits.startPruning();
   const stopListening = await listen(config.databaseUrl, { ...clientChangeHandlers(records), ...limits.handlers() }, () => records.clear(), log);
@@ -71,7 +73,7 @@ async function main(): Promise<void> {
   const stopAuditPruner = startAuditPruner(db, auditLog, systemClock, config.auditRetentionDays, log);
   log.info({ kid: keys.current.active.kid }, 'signing key loaded');
   const metrics = new Metrics(config);
-  const app = createApp(config, { db, records, clientChanged, limits, auditLog, keys, hasher, log, clock: systemClock, metrics });
+  const app = createApp(config, { db, records, clientChanged, limits, auditLog, keys, hasher, lastUse, log, clock: systemClock, metrics });
   // METRICS_PORT: /metrics on its own port (same HOST), which operators can keep off the public network.
   const metricsServer = config.metricsPort === undefined ? undefined : createMetricsApp(metrics, log).listen(config.metricsPort, config.host);
   if (metricsServer) {
@@ -117,7 +119,7 @@ async function main(): Promise<void> {
     metricsServer?.close();
     metricsServer?.closeIdleConnections();
     server.close(() => {
-      void Promise.all([stopKeys(), stopListening(), Promise.all([stopRefusals(), stopAuditPruner()]).then(() => auditLog.flush())])
+      void Promise.all([stopKeys(), stopListening(), lastUse.flush(), Promise.all([stopRefusals(), stopAuditPruner()]).then(() => auditLog.flush())])
         .then(() => Promise.all([auditThread?.close(), db.destroy()]))
         .then(() => {
           clearTimeout(cutOff);

@@ -2,11 +2,13 @@
  * Where the audit log's batches are committed. In-process for tests, the CLI and dialects whose
  * driver is asynchronous anyway; for the server on a SQLite file, a worker thread with its own
  * connection, because better-sqlite3 inserts and fsyncs synchronously and would otherwise block the
- * event loop for every batch (about 1.4 ms per 20 rows here, measured in BENCHMARKS.md).
+ * event loop for every batch (about 1.4 ms per 20 rows here, measured in BENCHMARKS.md). The same
+ * thread writes the token path's other writes: when secrets were last used (clients/last-use.ts).
  */
 import { Worker } from 'node:worker_threads';
 
 import type { Db } from '../db/database.js';
+import type { LastUseWriter } from '../clients/last-use.js';
 import type { NewAuditEventRow } from './audit-event.table.js';
 
 /** Commits the rows in one transaction; resolves once they are durable. */
@@ -19,7 +21,7 @@ export function writeAuditRows(db: Db): AuditWriter {
 }
 
 /** Messages between the thread and its owner. */
-export type AuditBatch = { readonly rows: NewAuditEventRow[] };
+export type AuditBatch = { readonly rows: NewAuditEventRow[] } | { readonly lastUse: Parameters<LastUseWriter>[0] };
 export type AuditBatchResult = { readonly ok: true } | { readonly ok: false; readonly error: string };
 
 interface Waiting {
@@ -38,11 +40,16 @@ export class AuditWriterThread {
 
   constructor(private readonly databasePath: string) {}
 
-  readonly write: AuditWriter = (rows) =>
-    new Promise<void>((resolve, reject) => {
+  readonly write: AuditWriter = (rows) => this.#send({ rows });
+
+  readonly writeLastUse: LastUseWriter = (lastUse) => this.#send({ lastUse });
+
+  #send(batch: AuditBatch): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       this.#waiting.push({ resolve, reject });
-      this.#thread().postMessage({ rows } satisfies AuditBatch);
+      this.#thread().postMessage(batch);
     });
+  }
 
   /** Stops the thread; call after the audit log is flushed. */
   async close(): Promise<void> {

@@ -10,7 +10,8 @@
  */
 import type { AuthMethod, Client } from '../clients/client.js';
 import type { ClientRecords } from '../clients/client-records.js';
-import { touchSecret, updateSecretHash } from '../clients/client.repository.js';
+import { updateSecretHash } from '../clients/client.repository.js';
+import type { LastUse } from '../clients/last-use.js';
 import { secretIdOf, type SecretHasher } from '../clients/secret.js';
 import { Overloaded } from '../clients/work-pool.js';
 import type { VerifiedCredentialCache } from '../clients/verified-credentials.js';
@@ -44,6 +45,7 @@ export interface AuthenticatorDeps {
   readonly limits: Limits;
   readonly hasher: SecretHasher;
   readonly verified: VerifiedCredentialCache;
+  readonly lastUse: LastUse;
   readonly clock: Clock;
 }
 
@@ -56,7 +58,7 @@ const keepOnOverload =
     throw err;
   };
 
-export function createAuthenticator({ db, records, limits, hasher, verified, clock }: AuthenticatorDeps): Authenticator {
+export function createAuthenticator({ db, records, limits, hasher, verified, lastUse, clock }: AuthenticatorDeps): Authenticator {
   /** A guess that failed: it counts towards both back-offs. */
   const guessFailed = (clientId: string, remoteAddr: string, reason: AuthFailure): AuthOutcome => {
     limits.authFailed(clientId, remoteAddr);
@@ -106,11 +108,10 @@ export function createAuthenticator({ db, records, limits, hasher, verified, clo
     if (current.client.authMethod !== method) return { ok: false, reason: 'auth_method_not_allowed' };
 
     // Operators see when a secret was last used (to retire unused ones); a minute's precision
-    // keeps this write off most requests.
+    // keeps this off most requests, and the write happens later, in a batch (last-use.ts).
     const now = epochSeconds(clock);
     if (current.stored.last_used_at === null || now - Number(current.stored.last_used_at) >= LAST_USED_PRECISION) {
-      await touchSecret(db, current.stored.id, now);
-      records.invalidate(clientId);
+      lastUse.record(clientId, current.stored.id, now);
     }
     // A success leaves the client_id's failures alone: clearing them would tell a guesser, by the
     // back-off's next answer, that the id's workload had authenticated in between (so it exists).

@@ -182,6 +182,7 @@ describe('client lifecycle through the API', () => {
     expect((await tokenFor(id, first)).status).toBe(200);
     expect((await tokenFor(id, second)).status).toBe(200);
 
+    await h.lastUse.flush();
     const secrets = await call('GET', `/admin/clients/${id}/secrets`, '/admin/clients/{client_id}/secrets');
     expect(secrets.body.items).toHaveLength(2);
     expect(secrets.body.items.every((s: { last_used_at: string | null }) => s.last_used_at !== null)).toBe(true);

@@ -51,6 +51,18 @@ describe('audit writer thread', () => {
     await thread.close();
   });
 
+  it("writes when secrets were last used, off the event loop's connection", async () => {
+    await db.insertInto('clients').values({ client_id: 'used', client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 }).execute();
+    await db.insertInto('client_secrets').values(['s1', 's2'].map((id) => ({ id, client_id: 'used', hash: 'h', created_at: 1, expires_at: null, last_used_at: null }))).execute();
+    const thread = new AuditWriterThread(join(dir, 'tessera.db'));
+    await thread.writeLastUse([['s1', 100], ['s2', 200]]);
+    expect(await db.selectFrom('client_secrets').select(['id', 'last_used_at']).orderBy('id').execute()).toEqual([
+      { id: 's1', last_used_at: 100 },
+      { id: 's2', last_used_at: 200 },
+    ]);
+    await thread.close();
+  });
+
   it('rejects the waiting batches when the thread cannot open the database, instead of hanging', async () => {
     const thread = new AuditWriterThread(dir); // a directory, not a database file
     await expect(thread.write([row('c.1')])).rejects.toThrow();

@@ -209,8 +209,10 @@ describe('a change through the client service applies to the token endpoint at o
 
   it('sees a change made by another process only after CLIENT_CACHE_TTL', async () => {
     const { client, secret } = await h.createClient({ client_name: 'elsewhere', audience: [API] });
-    // The first use records last_used_at, which reloads the record; the second is served from it.
+    // The first use records last_used_at; once written, the record is read again, and the second
+    // use is served from it.
     expect((await tokenFor(client.clientId, secret)).status).toBe(200);
+    await h.lastUse.flush();
     expect((await tokenFor(client.clientId, secret)).status).toBe(200);
     await h.db.updateTable('clients').set({ enabled: 0 }).where('client_id', '=', client.clientId).execute();
     expect((await tokenFor(client.clientId, secret)).status).toBe(200);

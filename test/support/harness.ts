@@ -21,6 +21,7 @@ import type { AuditEventRow } from '../../src/audit/audit-event.table.js';
 import { clientRecords } from '../../src/clients/client-records.js';
 import type { ClientSettingsInput } from '../../src/clients/client-settings.js';
 import { clientChangeAnnouncer } from '../../src/clients/client-changes.js';
+import { LastUse, writeLastUse } from '../../src/clients/last-use.js';
 import { createClient, rotateSecret, type ClientServiceDeps } from '../../src/clients/client.service.js';
 import type { Client } from '../../src/clients/client.js';
 import { SecretHasher } from '../../src/clients/secret.js';
@@ -100,6 +101,8 @@ export interface Harness {
   /** The current key snapshot. */
   readonly keystore: Keystore;
   readonly hasher: CountingHasher;
+  /** Secrets' last use, written a second later in a batch: flush() to write it now. */
+  readonly lastUse: LastUse;
   readonly clock: TestClock;
   /** Every log line written so far, parsed. */
   readonly logLines: Record<string, unknown>[];
@@ -144,7 +147,8 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
   // As server.ts wires it: the harness does not listen, so on PostgreSQL the announcement goes unheard.
   const clientChanged = clientChangeAnnouncer(config.databaseUrl, db, (clientId) => records.invalidate(clientId), log);
   const metrics = new Metrics(config);
-  const app = createApp(config, { db, records, clientChanged, limits, auditLog, keys, hasher, log, clock, metrics });
+  const lastUse = new LastUse(writeLastUse(db), (clientId) => records.invalidate(clientId), log);
+  const app = createApp(config, { db, records, clientChanged, limits, auditLog, keys, hasher, lastUse, log, clock, metrics });
   const deps: ClientServiceDeps = {
     db,
     hasher,
@@ -165,6 +169,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
       return keys.current;
     },
     hasher,
+    lastUse,
     clock,
     logLines,
     dir,
@@ -184,6 +189,7 @@ export async function startHarness(env: Record<string, string> = {}): Promise<Ha
     auditRows: (typePrefix = '') =>
       db.selectFrom('audit_events').selectAll().where('type', 'like', `${typePrefix}%`).orderBy('id').execute(),
     async close() {
+      await lastUse.flush();
       // Nothing a test sent or received as a credential may be in a log line or an audit row.
       const hashes = await db.selectFrom('client_secrets').select('hash').execute();
       // (A test that broke the audit table on purpose leaves only the log lines to check.)

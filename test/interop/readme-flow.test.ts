@@ -12,7 +12,7 @@ import jwksRsa from 'jwks-rsa';
 import * as oauth from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { cliOutputs, credentialLines, cutOnce, serverOutputs, storedSecretHashes, withoutBootstrapBanner, type CreatedClient } from '../security/e2e-support.js';
+import { auditRowsOutput, cliOutputs, credentialLines, cutOnce, privateKeyParts, serverOutputs, storedSecretHashes, withoutBootstrapBanner, type CreatedClient } from '../security/e2e-support.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { ROOT, freePort, startServer, tessera, type RunningServer } from '../support/process.js';
 
@@ -292,7 +292,12 @@ describe('restart and shutdown', () => {
 });
 
 describe('process output', () => {
-  it('holds no secret, token, Authorization value or stored hash, but each secret where it is shown once by design', async () => {
+  it('holds no secret, token, Authorization value, stored hash or key material, but each secret where it is shown once by design', async () => {
+    // What anyone may read besides the logs: the probes' and the metrics' answers.
+    const answers = await Promise.all(
+      ['/readyz', '/metrics', '/healthz'].map(async (path) => ({ name: `GET ${path}`, stream: 'stdout' as const, text: await (await fetch(`${issuer}${path}`)).text() })),
+    );
+    expect(answers.map((a) => a.text.length > 0)).toEqual([true, true, true]);
     server.process.kill('SIGTERM');
     expect(await server.exited).toBe(0);
 
@@ -317,6 +322,9 @@ describe('process output', () => {
 
     // Authorization values are found however the client encoded them: credentialLines decodes.
     const secrets = clients.map((c) => c.client_secret);
-    expect(credentialLines([...fromServers, ...fromCli], [...secrets, ...credentials, ...hashes])).toEqual([]);
+    const keyParts = privateKeyParts(env.KEYS_DIR!);
+    expect(keyParts.length).toBeGreaterThanOrEqual(6);
+    const outputs = [...fromServers, ...fromCli, ...answers, await auditRowsOutput(env.DATABASE_URL!)];
+    expect(credentialLines(outputs, [...secrets, ...credentials, ...hashes, ...keyParts])).toEqual([]);
   });
 });

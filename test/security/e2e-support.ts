@@ -3,7 +3,7 @@
  * a bounded token-request load that classifies every outcome, and direct reads of the database.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -436,6 +436,22 @@ export function withoutBootstrapBanner(outputs: readonly ProcessOutput[]): { boo
 export function credentialsInOutput(servers: readonly RunningServer[], credentials: readonly string[]): string[] {
   const { bootstrap, outputs } = withoutBootstrapBanner(serverOutputs(servers));
   return credentialLines(outputs, bootstrap ? [...credentials, bootstrap.secret] : credentials);
+}
+
+/** Every audit row stored now, one JSON line each, as an output to scan. */
+export async function auditRowsOutput(url: string): Promise<ProcessOutput> {
+  const rows = await withDatabase(url, (db) => db.selectFrom('audit_events').selectAll().orderBy('id').execute());
+  return { name: 'audit_events', stream: 'stdout', text: rows.map((row) => JSON.stringify(row)).join('\n') };
+}
+
+/** The private members of every signing key in `keysDir`: key material that must never be output. */
+export function privateKeyParts(keysDir: string): string[] {
+  return readdirSync(keysDir)
+    .filter((name) => name.endsWith('.json'))
+    .flatMap((name) => {
+      const jwk = (JSON.parse(readFileSync(join(keysDir, name), 'utf8')) as { private_jwk?: Record<string, unknown> }).private_jwk ?? {};
+      return ['d', 'p', 'q', 'dp', 'dq', 'qi'].map((member) => jwk[member]).filter((value): value is string => typeof value === 'string');
+    });
 }
 
 /** The argon2 hashes of every client secret stored now. */

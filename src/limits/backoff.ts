@@ -33,9 +33,11 @@ export class Backoff {
   retryAfter(key: string): number {
     const entry = this.#entries.get(key);
     if (!entry) return 0;
-    const waitMs = entry.lockedUntilMs - this.clock.now();
-    // Never beyond the cap, even when the clock has stepped back since the lock began.
-    return waitMs > 0 ? Math.min(Math.ceil(waitMs / 1000), this.policy.maxSeconds) : 0;
+    const now = this.clock.now();
+    // A clock stepped back since the lock began must not stretch it: never beyond the cap from now.
+    entry.lockedUntilMs = Math.min(entry.lockedUntilMs, now + this.policy.maxSeconds * 1000);
+    const waitMs = entry.lockedUntilMs - now;
+    return waitMs > 0 ? Math.ceil(waitMs / 1000) : 0;
   }
 
   failed(key: string): void {
@@ -57,6 +59,8 @@ export class Backoff {
     // A window that has ended is forgotten; a lock still running is not (AUTH_BACKOFF_MAX_* may be
     // longer than AUTH_FAILURE_WINDOW).
     if (!entry || now - entry.windowStartMs > windowSeconds * 1000) entry = { failures: 0, windowStartMs: now, lockedUntilMs: entry?.lockedUntilMs ?? 0 };
+    // A window that began after now (the clock stepped back) begins now.
+    entry.windowStartMs = Math.min(entry.windowStartMs, now);
     const before = entry.failures;
     entry.failures = failures(entry);
     if (entry.failures > before && entry.failures >= threshold) {

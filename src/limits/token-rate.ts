@@ -27,9 +27,9 @@ export class TokenRate {
     if (perMinute <= 0) return 0;
     const now = this.clock.now();
     const bucket = this.#buckets.get(clientId) ?? { tokens: perMinute, updatedMs: now };
-    // A clock stepped back refills nothing, and takes nothing away.
+    // A clock stepped back refills nothing and takes nothing away; refilling goes on from the new time.
     bucket.tokens = Math.min(perMinute, bucket.tokens + (Math.max(0, now - bucket.updatedMs) / 60_000) * perMinute);
-    bucket.updatedMs = Math.max(bucket.updatedMs, now);
+    bucket.updatedMs = now;
     this.#buckets.delete(clientId);
     this.#buckets.set(clientId, bucket);
     while (this.#buckets.size > this.maxClients) this.#buckets.delete(this.#buckets.keys().next().value as string);

@@ -55,6 +55,14 @@ describe('Backoff', () => {
     expect(backoff.retryAfter('k')).toBe(8);
     clock.advance(-3600);
     expect(backoff.retryAfter('k')).toBe(8);
+    // And the wait it reports is the wait it means.
+    clock.advance(8);
+    expect(backoff.retryAfter('k')).toBe(0);
+    // Its window began at the step back, and ends a window later.
+    backoff.failed('k');
+    clock.advance(61);
+    backoff.failed('k');
+    expect(backoff.retryAfter('k')).toBe(0);
   });
 
   it('keeps a lock running past the window, through a failure or a shared count seen after it', () => {
@@ -95,7 +103,8 @@ describe('TokenRate', () => {
     expect([rate.take('c', 2), rate.take('c', 2)]).toEqual([0, 0]);
     clock.advance(-3600);
     expect(rate.take('c', 2)).toBe(30);
-    clock.advance(3600 + 30);
+    // The wait it reports is the wait it means.
+    clock.advance(30);
     expect(rate.take('c', 2)).toBe(0);
   });
 

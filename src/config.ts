@@ -64,6 +64,8 @@ export interface Config {
     readonly authFailureWindow: number;
     readonly authBackoffMaxClient: number;
     readonly authBackoffMaxAddress: number;
+    /** Leading bits of an IPv6 address counted as one address by the back-offs (128: each its own). */
+    readonly authIpv6Prefix: number;
     /** Tokens per minute per client unless the client sets its own; 0: no limit. */
     readonly tokenRateLimit: number;
   };
@@ -193,6 +195,7 @@ export function loadConfig(env: Env = process.env): Config {
     authFailureWindow: int('AUTH_FAILURE_WINDOW', 900, 1, 86_400),
     authBackoffMaxClient: int('AUTH_BACKOFF_MAX_CLIENT', 60, 1, 86_400),
     authBackoffMaxAddress: int('AUTH_BACKOFF_MAX_ADDRESS', 900, 1, 86_400),
+    authIpv6Prefix: int('AUTH_IPV6_PREFIX', 128, 32, 128),
     tokenRateLimit: int('TOKEN_RATE_LIMIT', 300, 0, 1_000_000),
   };
 

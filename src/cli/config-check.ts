@@ -38,6 +38,7 @@ export const CONFIG_VARIABLES: readonly (readonly [variable: string, value: (con
   ['AUTH_FAILURE_WINDOW', (c) => c.limits.authFailureWindow],
   ['AUTH_BACKOFF_MAX_ADDRESS', (c) => c.limits.authBackoffMaxAddress],
   ['AUTH_BACKOFF_MAX_CLIENT', (c) => c.limits.authBackoffMaxClient],
+  ['AUTH_IPV6_PREFIX', (c) => c.limits.authIpv6Prefix],
   ['TOKEN_CORS_ORIGINS', (c) => c.tokenCorsOrigins],
   ['TOKEN_RATE_LIMIT', (c) => c.limits.tokenRateLimit],
   ['CLIENT_CACHE_TTL', (c) => c.clientCacheTtl],

@@ -44,8 +44,8 @@ export class OAuthError extends Error {
     return new OAuthError(401, 'invalid_client', INVALID_CLIENT.error_description, reason);
   }
 
-  static overloaded(remoteAddr: string): OAuthError {
-    return new OAuthError(503, 'temporarily_unavailable', TEMPORARILY_UNAVAILABLE.error_description, 'overloaded', undefined, overloadRefusal(remoteAddr));
+  static overloaded(addressUnit: string): OAuthError {
+    return new OAuthError(503, 'temporarily_unavailable', TEMPORARILY_UNAVAILABLE.error_description, 'overloaded', undefined, overloadRefusal(addressUnit));
   }
 
   static throttled(err: Throttled): OAuthError {

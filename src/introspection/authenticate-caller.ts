@@ -58,9 +58,10 @@ export function readClientCredentials(authorization: string, form: Form): Omit<P
   return { clientId: bodyId, secret: bodySecret, method: 'client_secret_post' };
 }
 
-export async function authenticateCaller(authenticate: Authenticator, credentials: PresentedCredentials): Promise<Client> {
+/** `addressUnit`: the caller's address as the limits count it, which refusals are aggregated by. */
+export async function authenticateCaller(authenticate: Authenticator, credentials: PresentedCredentials, addressUnit: string): Promise<Client> {
   const outcome = await authenticate(credentials).catch((err: unknown) => {
-    if (err instanceof Overloaded) throw OAuthError.overloaded(credentials.remoteAddr);
+    if (err instanceof Overloaded) throw OAuthError.overloaded(addressUnit);
     if (err instanceof Throttled) throw OAuthError.throttled(err);
     throw err;
   });

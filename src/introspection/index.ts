@@ -81,7 +81,7 @@ function callerEndpoint<R extends string>(
       const form = await readForm(ctx);
       const credentials = { ...readClientCredentials(ctx.get('authorization'), form), remoteAddr: ctx.ip };
       event.client_id = scrub(credentials.clientId);
-      const caller = await authenticateCaller(deps.authenticate, credentials);
+      const caller = await authenticateCaller(deps.authenticate, credentials, deps.limits.addressUnit(credentials.remoteAddr));
       authenticatedAs(ctx, caller.clientId);
       const { body, audit, result } = await handle(caller, form);
       Object.assign(event, { outcome: 'success', ...audit, details: JSON.stringify(audit.details) });

@@ -7,7 +7,7 @@
  * A refused request is answered 429 with Retry-After.
  *
  * Trade-off (README "Limits"): anyone can make a client_id fail, so its back-off counts the
- * failures of a client_id from one address (an IPv6 /64): a guesser holds only itself, never the
+ * failures of a client_id from one address (addressUnit): a guesser holds only itself, never the
  * workload calling from elsewhere. It is short (AUTH_BACKOFF_MAX_CLIENT, 60 s by default); the
  * back-off per address is long. On SQLite (one server) the state is in memory; on PostgreSQL it is
  * shared (shared.ts).
@@ -69,20 +69,20 @@ const keyOf = (value: string): string => createHash('sha256').update(value).dige
 const MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
 
 /**
- * What the address back-off counts: an IPv4 address, or the /64 an IPv6 address is in, since one
- * host is routinely given a whole /64 and could otherwise pick a fresh address for every guess. An
- * IPv4 address written as IPv6 (a dual-stack socket's ::ffff:a.b.c.d) is that IPv4 address.
+ * What the address back-offs count as one address: an IPv4 address (also when written as IPv6, as
+ * a dual-stack socket shows it), or an IPv6 address's first `ipv6Prefix` bits. At 128 (the
+ * default) every IPv6 address is its own; at 64, a host given a whole /64, as home and many
+ * hosting networks are, cannot pick a fresh address for every guess, but hosts sharing a cloud
+ * subnet's /64 also share their lock-outs (README "Limits").
  */
-export function addressUnit(address: string): string {
+export function addressUnit(address: string, ipv6Prefix: number): string {
   // A dual-stack socket's every IPv4 peer (HOST=::), on every request: the short way.
   const mapped = MAPPED.exec(address);
   if (mapped) return mapped[1]!;
   const bare = address.replace(/%.*$/, '').toLowerCase();
   if (!isIPv6(bare)) return address;
   const groups = (text: string): number[] =>
-    text === ''
-      ? []
-      : text.split(':').flatMap((part) => (part.includes('.') ? ipv4Groups(part) : [Number.parseInt(part, 16)]));
+    text === '' ? [] : text.split(':').flatMap((part) => (part.includes('.') ? ipv4Groups(part) : [Number.parseInt(part, 16)]));
   const [head = '', tail] = bare.split('::');
   const front = groups(head);
   const back = tail === undefined ? [] : groups(tail);
@@ -90,7 +90,9 @@ export function addressUnit(address: string): string {
   if (all.slice(0, 5).every((g) => g === 0) && all[5] === 0xffff) {
     return [all[6]! >> 8, all[6]! & 0xff, all[7]! >> 8, all[7]! & 0xff].join('.');
   }
-  return `${all.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
+  const masked = all.map((group, i) => group & (0xffff << (16 - Math.max(0, Math.min(16, ipv6Prefix - 16 * i)))) & 0xffff);
+  const text = masked.map((g) => g.toString(16)).join(':');
+  return ipv6Prefix === 128 ? text : `${text}/${ipv6Prefix}`;
 }
 
 function ipv4Groups(dotted: string): number[] {
@@ -98,8 +100,6 @@ function ipv4Groups(dotted: string): number[] {
   return [(a << 8) | b, (c << 8) | d];
 }
 
-/** The client_id back-off's key: a client_id as presented from one address unit. */
-const clientKeyOf = (clientId: string, remoteAddr: string): string => keyOf(JSON.stringify([clientId, addressUnit(remoteAddr)]));
 
 export class Limits {
   readonly #byClient: Backoff;
@@ -123,19 +123,24 @@ export class Limits {
     this.refusals = new Refusals(auditLog, clock);
   }
 
+  /** What the address back-offs count as one address (addressUnit). */
+  addressUnit(remoteAddr: string): string {
+    return addressUnit(remoteAddr, this.config.authIpv6Prefix);
+  }
+
   /** Whole seconds the source address must still wait after failed authentications; 0: none. */
   addressWait(remoteAddr: string): number {
-    return this.#byAddress.retryAfter(keyOf(addressUnit(remoteAddr)));
+    return this.#byAddress.retryAfter(keyOf(this.addressUnit(remoteAddr)));
   }
 
   /** The same for a client_id presented from this address. */
   clientWait(clientId: string, remoteAddr: string): number {
-    return this.#byClient.retryAfter(clientKeyOf(clientId, remoteAddr));
+    return this.#byClient.retryAfter(this.#clientKey(clientId, remoteAddr));
   }
 
   /** A failed guess: it counts towards both back-offs, here and, when shared, everywhere. */
   authFailed(clientId: string, remoteAddr: string): void {
-    const [client, address] = [clientKeyOf(clientId, remoteAddr), keyOf(addressUnit(remoteAddr))];
+    const [client, address] = [this.#clientKey(clientId, remoteAddr), keyOf(this.addressUnit(remoteAddr))];
     this.#byClient.failed(client);
     this.#byAddress.failed(address);
     if (this.shared) {
@@ -207,6 +212,11 @@ export class Limits {
       shared.state.prune(this.clock.now(), windowMs).catch((err: unknown) => shared.log.warn({ err }, 'pruning shared limits failed'));
     }, 60_000).unref();
     return () => clearInterval(timer);
+  }
+
+  /** The client_id back-off's key: a client_id as presented from one address. */
+  #clientKey(clientId: string, remoteAddr: string): string {
+    return keyOf(JSON.stringify([clientId, this.addressUnit(remoteAddr)]));
   }
 
   #backoff(kind: BackoffKind): Backoff {

@@ -20,8 +20,8 @@ interface Counted {
   readonly sinceMs: number;
 }
 
-/** A request refused because the argon2 queue is full: a flood is aggregated per source address. */
-export const overloadRefusal = (remoteAddr: string): RefusalKey => ({ kind: 'address', value: remoteAddr, reason: 'overloaded' });
+/** A request refused because the argon2 queue is full: a flood is aggregated per source address (its unit, limits/index.ts addressUnit). */
+export const overloadRefusal = (addressUnit: string): RefusalKey => ({ kind: 'address', value: addressUnit, reason: 'overloaded' });
 
 // Refusals of keys beyond the bound on distinct keys per period share one summary row.
 const OVERFLOW: RefusalKey = { kind: 'address', value: '*', reason: 'many_keys' };

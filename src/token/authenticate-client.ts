@@ -67,7 +67,7 @@ export function createAuthenticator({ db, records, limits, hasher, verified, las
 
   return async function authenticateClient({ clientId, secret, method, remoteAddr }) {
     const addressWait = limits.addressWait(remoteAddr);
-    if (addressWait > 0) throw new Throttled(addressWait, { kind: 'address', value: remoteAddr, reason: 'auth_backoff' });
+    if (addressWait > 0) throw new Throttled(addressWait, { kind: 'address', value: limits.addressUnit(remoteAddr), reason: 'auth_backoff' });
 
     const client = await records.client(clientId);
     const secretId = secretIdOf(secret);

@@ -126,7 +126,7 @@ export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookD
 
     onServerError: (ctx, err) => {
       if (err instanceof Overloaded) {
-        tokenState(ctx).failure = { reason: 'overloaded', refusal: overloadRefusal(ctx.ip) };
+        tokenState(ctx).failure = { reason: 'overloaded', refusal: overloadRefusal(rateLimits.addressUnit(ctx.ip)) };
         return;
       }
       if (err instanceof Throttled) {

@@ -348,7 +348,8 @@ describe('secrets in what the real processes write', () => {
   let inst: Installation;
   beforeEach(async () => {
     // Every log level the server has, so a line only debug or trace would write is read too.
-    inst = await install({ LOG_LEVEL: 'trace', TESSERA_BOOTSTRAP_ADMIN: 'false' });
+    // CLIENT_CACHE_TTL=0: the server reads each CLI change at once (by default within a second).
+    inst = await install({ LOG_LEVEL: 'trace', TESSERA_BOOTSTRAP_ADMIN: 'false', CLIENT_CACHE_TTL: '0' });
   });
   afterEach(() => inst.cleanup());
 

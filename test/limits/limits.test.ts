@@ -268,11 +268,12 @@ describe('the address behind a proxy (TRUST_PROXY=true)', () => {
     expect((await attempt('203.0.113.10')).status).toBe(401);
   });
 
-  it('counts an IPv6 /64 as one address, and an IPv4 address written as IPv6 as that address', async () => {
-    expect((await attempt('2001:db8:1:2::1')).status).toBe(401);
-    expect((await attempt('2001:db8:1:2:ffff:ffff:ffff:fffe')).status).toBe(401);
-    expect((await attempt('2001:DB8:1:2::3')).status).toBe(429);
-    expect((await attempt('2001:db8:1:3::1')).status).toBe(401);
+  it('counts each IPv6 address as its own by default, and an IPv4 address written as IPv6 as that address', async () => {
+    expect((await attempt('2001:db8:9:2::1')).status).toBe(401);
+    expect((await attempt('2001:db8:9:2::2')).status).toBe(401);
+    expect((await attempt('2001:DB8:9:2:0::1')).status).toBe(401);
+    expect((await attempt('2001:db8:9:2::1')).status).toBe(429);
+    expect((await attempt('2001:db8:9:2::3')).status).toBe(401);
 
     expect((await attempt('::ffff:192.0.2.7')).status).toBe(401);
     expect((await attempt('192.0.2.7')).status).toBe(401);
@@ -280,19 +281,48 @@ describe('the address behind a proxy (TRUST_PROXY=true)', () => {
   });
 });
 
+describe('the address behind a proxy, with AUTH_IPV6_PREFIX=64', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness({ TRUST_PROXY: 'true', AUTH_IPV6_PREFIX: '64', AUTH_FAILURES_PER_ADDRESS: '2', AUTH_FAILURES_PER_CLIENT: '1000000', ARGON2_CONCURRENCY: '1', ARGON2_QUEUE: '2' });
+  });
+  afterAll(() => h.close());
+
+  const attempt = (forwardedFor: string) =>
+    h.request.post('/oauth/token').set('Authorization', basic('guesser', 'wrong')).set('X-Forwarded-For', forwardedFor).type('form').send({ grant_type: 'client_credentials' });
+
+  it('counts an IPv6 /64 as one address', async () => {
+    expect((await attempt('2001:db8:1:2::1')).status).toBe(401);
+    expect((await attempt('2001:db8:1:2:ffff:ffff:ffff:fffe')).status).toBe(401);
+    expect((await attempt('2001:DB8:1:2::3')).status).toBe(429);
+    expect((await attempt('2001:db8:1:3::1')).status).toBe(401);
+  });
+
+  it('aggregates the refusals of a /64 in the audit log as those of one address', async () => {
+    // Each from its own address in one /64, all at once: the argon2 queue overflows.
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => attempt(`2001:db8:5:6::${i + 1}`)));
+    expect(answers.filter((res) => res.status === 503).length).toBeGreaterThan(1);
+    expect((await h.auditRows('token.failed')).filter((row) => row.reason === 'overloaded')).toHaveLength(1);
+  });
+});
+
 describe('addressUnit', () => {
   it.each([
-    ['192.0.2.7', '192.0.2.7'],
-    ['::ffff:192.0.2.7', '192.0.2.7'],
-    ['::FFFF:c000:0207', '192.0.2.7'],
-    ['2001:db8::9', '2001:db8:0:0::/64'],
-    ['2001:0db8:0000:0000:1234::9', '2001:db8:0:0::/64'],
-    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
-    ['::1', '0:0:0:0::/64'],
-    ['64:ff9b::192.0.2.7', '64:ff9b:0:0::/64'],
-    ['not an address', 'not an address'],
-  ])('%s counts as %s', (address, unit) => {
-    expect(addressUnit(address)).toBe(unit);
+    ['192.0.2.7', 64, '192.0.2.7'],
+    ['::ffff:192.0.2.7', 128, '192.0.2.7'],
+    ['::FFFF:c000:0207', 64, '192.0.2.7'],
+    ['2001:db8::9', 64, '2001:db8:0:0:0:0:0:0/64'],
+    ['2001:0db8:0000:0000:1234::9', 64, '2001:db8:0:0:0:0:0:0/64'],
+    ['2001:db8:0:0:1234::9', 128, '2001:db8:0:0:1234:0:0:9'],
+    ['2001:DB8::1234:0:0:9', 128, '2001:db8:0:0:1234:0:0:9'],
+    ['2001:db8:abcd:ef12::9', 56, '2001:db8:abcd:ef00:0:0:0:0/56'],
+    ['fe80::1%eth0', 64, 'fe80:0:0:0:0:0:0:0/64'],
+    ['::1', 128, '0:0:0:0:0:0:0:1'],
+    ['64:ff9b::192.0.2.7', 128, '64:ff9b:0:0:0:0:c000:207'],
+    ['not an address', 64, 'not an address'],
+  ])('%s with AUTH_IPV6_PREFIX=%i counts as %s', (address, prefix, unit) => {
+    expect(addressUnit(address, prefix)).toBe(unit);
   });
 });
 

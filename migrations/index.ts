@@ -1,6 +1,12 @@
 /**
  * Every migration, in order. A static list rather than a directory scan, so the compiled server
  * and the test runner apply exactly the same set.
+ *
+ * Migrations only add, because the previous version keeps running on the new schema (a rolling
+ * upgrade, a rollback; src/db/migrate.ts): a column added to an existing table is nullable or has a
+ * default, no column is dropped, renamed or given another meaning that the previous version would
+ * misread, and a trigger changes nothing the previous version relies on. All pending migrations
+ * run in one transaction, so a SQLite table rebuild cannot turn foreign keys off: do not write one.
  */
 import type { Migration } from 'kysely';
 

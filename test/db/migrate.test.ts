@@ -35,6 +35,20 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+const clientRow = (clientId: string) => ({ client_id: clientId, client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 });
+
+/** Deletes a client as an operator's SQL would: on SQLite, as the sqlite3 shell runs, foreign keys off (better-sqlite3 turns them on). */
+async function deleteByHand(clientId: string): Promise<void> {
+  if (testDialect === 'postgres') {
+    await db.deleteFrom('clients').where('client_id', '=', clientId).execute();
+    return;
+  }
+  const shell = new SQLite(database.url);
+  shell.pragma('foreign_keys = OFF');
+  shell.prepare('delete from clients where client_id = ?').run(clientId);
+  shell.close();
+}
+
 const recorded = async () => (await sql<{ name: string }>`select name from kysely_migration order by name`.execute(db)).rows.map((r) => r.name);
 const record = (name: string) => sql`insert into kysely_migration (name, timestamp) values (${name}, ${new Date().toISOString()})`.execute(db);
 
@@ -77,19 +91,20 @@ describe('migrateToLatest', () => {
     expect(await migrateToLatest(db)).toEqual({ applied: KNOWN, newer: [] });
   });
 
+  it('deletes the secrets a client deleted by hand left behind before', async () => {
+    await migrateAllButLast(db);
+    await db.insertInto('clients').values(clientRow('gone')).execute();
+    await db.insertInto('client_secrets').values({ id: 'fedcba9876543210', client_id: 'gone', hash: 'h', created_at: 1, expires_at: null, last_used_at: null }).execute();
+    await deleteByHand('gone');
+    await migrateToLatest(db);
+    expect(await db.selectFrom('client_secrets').select('id').execute()).toEqual([]);
+  });
+
   it("deletes a client's secrets with it, even on a connection without foreign keys", async () => {
     await migrateToLatest(db);
-    await db.insertInto('clients').values({ client_id: 'deleted-by-hand', client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 }).execute();
+    await db.insertInto('clients').values(clientRow('deleted-by-hand')).execute();
     await db.insertInto('client_secrets').values({ id: '0123456789abcdef', client_id: 'deleted-by-hand', hash: 'h', created_at: 1, expires_at: null, last_used_at: null }).execute();
-    if (testDialect === 'sqlite') {
-      // As the sqlite3 shell runs: foreign keys off unless asked (better-sqlite3 turns them on).
-      const shell = new SQLite(database.url);
-      shell.pragma('foreign_keys = OFF');
-      shell.prepare('delete from clients where client_id = ?').run('deleted-by-hand');
-      shell.close();
-    } else {
-      await db.deleteFrom('clients').where('client_id', '=', 'deleted-by-hand').execute();
-    }
+    await deleteByHand('deleted-by-hand');
     expect(await db.selectFrom('client_secrets').select('id').where('client_id', '=', 'deleted-by-hand').execute()).toEqual([]);
   });
 

@@ -125,10 +125,6 @@ export async function expireSecret(db: Handle, secretId: string, at: number): Pr
   await db.updateTable('client_secrets').set({ expires_at: at }).where('id', '=', secretId).execute();
 }
 
-export async function touchSecret(db: Handle, secretId: string, at: number): Promise<void> {
-  await db.updateTable('client_secrets').set({ last_used_at: at }).where('id', '=', secretId).execute();
-}
-
 export async function updateSecretHash(db: Handle, secretId: string, hash: string): Promise<void> {
   await db.updateTable('client_secrets').set({ hash }).where('id', '=', secretId).execute();
 }

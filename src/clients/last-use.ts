@@ -4,19 +4,28 @@
  * SQLite by the audit writer thread (audit-writer.ts), since better-sqlite3 would otherwise write,
  * fsync and wait for the write lock on the event loop, holding every request meanwhile.
  */
+import { sql } from 'kysely';
+
 import type { Db } from '../db/database.js';
 import type { Logger } from '../log.js';
-import { touchSecret } from './client.repository.js';
 
 /** Writes when each secret was last used (epoch seconds). */
 export type LastUseWriter = (uses: readonly (readonly [secretId: string, at: number])[]) => Promise<void>;
 
-/** One commit for the batch: on SQLite, one fsync. */
+/** Rows per statement: two parameters each, far below either dialect's bound. */
+const BATCH_ROWS = 500;
+
+/**
+ * One statement per 500 uses, each its own commit: on SQLite one fsync, and on PostgreSQL no
+ * transaction, whose write lock every instance's admin writes share (db/database.ts).
+ */
 export function writeLastUse(db: Db): LastUseWriter {
-  return (uses) =>
-    db.transaction().execute(async (trx) => {
-      for (const [secretId, at] of uses) await touchSecret(trx, secretId, at);
-    });
+  return async (uses) => {
+    for (let start = 0; start < uses.length; start += BATCH_ROWS) {
+      const rows = uses.slice(start, start + BATCH_ROWS).map(([secretId, at]) => sql`select ${secretId} as id, cast(${at} as bigint) as at`);
+      await sql`update client_secrets set last_used_at = used.at from (${sql.join(rows, sql` union all `)}) as used where client_secrets.id = used.id`.execute(db);
+    }
+  };
 }
 
 /** How long a recorded use waits for others to join its write. */

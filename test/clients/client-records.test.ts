@@ -2,7 +2,8 @@ import type { KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { ClientRecords } from '../../src/clients/client-records.js';
-import { clientsVersion, touchSecret } from '../../src/clients/client.repository.js';
+import { clientsVersion } from '../../src/clients/client.repository.js';
+import { writeLastUse } from '../../src/clients/last-use.js';
 import { deleteClient, revokeSecret, setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
 import { secretIdOf } from '../../src/clients/secret.js';
 import { openDatabase } from '../../src/db/database.js';
@@ -165,7 +166,7 @@ describe('the change counter', () => {
 
   it("does not move when a secret's last use is recorded", async () => {
     const { secret } = await h.createClient({ client_name: 'used', audience: [API] });
-    expect(await moves(() => touchSecret(h.db, secretIdOf(secret)!, 1_800_000_000))).toBe(false);
+    expect(await moves(() => writeLastUse(h.db)([[secretIdOf(secret)!, 1_800_000_000]]))).toBe(false);
   });
 });
 

@@ -36,12 +36,20 @@ export function authenticatedAs(ctx: Context, clientId: string): void {
   (ctx.state as { clientId?: string }).clientId = clientId;
 }
 
+/** What a caller going away looks like: nothing to fix on this side. */
+const CONNECTION_ERRORS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ERR_STREAM_PREMATURE_CLOSE']);
+
 /**
- * What koa reports outside a request's middleware: a caller resetting its connection, mostly.
- * Without a listener koa prints the stack to stderr, outside the JSON log, as often as anyone likes.
+ * What koa reports outside a request's middleware: a caller resetting its connection, mostly, at
+ * debug level. Without a listener koa prints the stack to stderr, outside the JSON log, as often as
+ * anyone likes. Anything else (an answer that could not be sent) is an error, with its stack.
  */
 export function logConnectionErrors(log: Logger): (err: Error & { code?: string }, ctx?: Context) => void {
-  return (err, ctx) => log.debug({ err: { code: err.code, message: err.message }, request_id: ctx ? requestIdOf(ctx) : null }, 'connection error');
+  return (err, ctx) => {
+    const request_id = ctx ? requestIdOf(ctx) : null;
+    if (err.code !== undefined && CONNECTION_ERRORS.has(err.code)) log.debug({ err: { code: err.code, message: err.message }, request_id }, 'connection error');
+    else log.error({ err, request_id }, 'response failed');
+  };
 }
 
 /** `quiet`: paths whose access lines are logged at debug level only (health probes). */

@@ -38,3 +38,11 @@ describe('a caller resetting its connection', () => {
     }
   });
 });
+
+describe('an answer that fails after the middleware', () => {
+  it('is logged as an error, with its cause', () => {
+    const before = h.logLines.length;
+    h.app.emit('error', Object.assign(new Error('cannot serialise the body'), { code: 'ERR_SOMETHING' }));
+    expect(h.logLines.slice(before)).toEqual([expect.objectContaining({ level: 50, msg: 'response failed', err: expect.objectContaining({ message: 'cannot serialise the body' }) })]);
+  });
+});

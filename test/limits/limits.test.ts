@@ -250,16 +250,23 @@ describe('back-off per source address', () => {
   });
 });
 
-describe('the address behind a proxy (TRUST_PROXY=true)', () => {
-  let h: Harness;
-
+/**
+ * For the calling describe: a server behind a proxy (TRUST_PROXY=true) that locks an address after
+ * two failures, and a wrong guess from whatever address the proxy names.
+ */
+function guessesBehindProxy(env: Record<string, string> = {}) {
+  const fixture = {} as { h: Harness };
   beforeAll(async () => {
-    h = await startHarness({ TRUST_PROXY: 'true', AUTH_FAILURES_PER_ADDRESS: '2', AUTH_FAILURES_PER_CLIENT: '1000000' });
+    fixture.h = await startHarness({ TRUST_PROXY: 'true', AUTH_FAILURES_PER_ADDRESS: '2', AUTH_FAILURES_PER_CLIENT: '1000000', ...env });
   });
-  afterAll(() => h.close());
-
+  afterAll(() => fixture.h.close());
   const attempt = (forwardedFor: string) =>
-    h.request.post('/oauth/token').set('Authorization', basic('guesser', 'wrong')).set('X-Forwarded-For', forwardedFor).type('form').send({ grant_type: 'client_credentials' });
+    fixture.h.request.post('/oauth/token').set('Authorization', basic('guesser', 'wrong')).set('X-Forwarded-For', forwardedFor).type('form').send({ grant_type: 'client_credentials' });
+  return { fixture, attempt };
+}
+
+describe('the address behind a proxy (TRUST_PROXY=true)', () => {
+  const { attempt } = guessesBehindProxy();
 
   it('is the one the proxy saw, so a caller cannot dodge the limit by prepending addresses', async () => {
     expect((await attempt('198.51.100.1, 203.0.113.9')).status).toBe(401);
@@ -282,15 +289,7 @@ describe('the address behind a proxy (TRUST_PROXY=true)', () => {
 });
 
 describe('the address behind a proxy, with AUTH_IPV6_PREFIX=64', () => {
-  let h: Harness;
-
-  beforeAll(async () => {
-    h = await startHarness({ TRUST_PROXY: 'true', AUTH_IPV6_PREFIX: '64', AUTH_FAILURES_PER_ADDRESS: '2', AUTH_FAILURES_PER_CLIENT: '1000000', ARGON2_CONCURRENCY: '1', ARGON2_QUEUE: '2' });
-  });
-  afterAll(() => h.close());
-
-  const attempt = (forwardedFor: string) =>
-    h.request.post('/oauth/token').set('Authorization', basic('guesser', 'wrong')).set('X-Forwarded-For', forwardedFor).type('form').send({ grant_type: 'client_credentials' });
+  const { fixture, attempt } = guessesBehindProxy({ AUTH_IPV6_PREFIX: '64', ARGON2_CONCURRENCY: '1', ARGON2_QUEUE: '2' });
 
   it('counts an IPv6 /64 as one address', async () => {
     expect((await attempt('2001:db8:1:2::1')).status).toBe(401);
@@ -303,7 +302,7 @@ describe('the address behind a proxy, with AUTH_IPV6_PREFIX=64', () => {
     // Each from its own address in one /64, all at once: the argon2 queue overflows.
     const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => attempt(`2001:db8:5:6::${i + 1}`)));
     expect(answers.filter((res) => res.status === 503).length).toBeGreaterThan(1);
-    expect((await h.auditRows('token.failed')).filter((row) => row.reason === 'overloaded')).toHaveLength(1);
+    expect((await fixture.h.auditRows('token.failed')).filter((row) => row.reason === 'overloaded')).toHaveLength(1);
   });
 });
 

@@ -2,27 +2,18 @@
  * Secrets' last use on PostgreSQL (clients/last-use.ts): written in single statements, outside the
  * transactions whose write lock every instance's admin writes share.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 
 import { writeLastUse } from '../../src/clients/last-use.js';
-import { openDatabase, type Db } from '../../src/db/database.js';
-import { migrateToLatest } from '../../src/db/migrate.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { migratedDatabase } from '../support/database.js';
 
 describe('last use on PostgreSQL', () => {
-  let database: TestDatabase;
-  let db: Db;
+  const fixture = migratedDatabase();
+  const db = () => fixture.db;
 
   beforeAll(async () => {
-    database = await createTestDatabase('');
-    db = openDatabase(database.url);
-    await migrateToLatest(db);
-    await db.insertInto('clients').values({ client_id: 'c', client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 }).execute();
-    await db.insertInto('client_secrets').values(Array.from({ length: 600 }, (_, i) => ({ id: `s${i}`, client_id: 'c', hash: 'h', created_at: 1, expires_at: null, last_used_at: null }))).execute();
-  });
-  afterAll(async () => {
-    await db.destroy();
-    await database.drop();
+    await db().insertInto('clients').values({ client_id: 'c', client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 }).execute();
+    await db().insertInto('client_secrets').values(Array.from({ length: 600 }, (_, i) => ({ id: `s${i}`, client_id: 'c', hash: 'h', created_at: 1, expires_at: null, last_used_at: null }))).execute();
   });
 
   it('is written while an admin write holds the write lock, in batches of any size', async () => {
@@ -30,18 +21,18 @@ describe('last use on PostgreSQL', () => {
     const released = new Promise<void>((resolve) => (release = resolve));
     let entered!: () => void;
     const inside = new Promise<void>((resolve) => (entered = resolve));
-    const holding = db.transaction().execute(async () => {
+    const holding = db().transaction().execute(async () => {
       entered();
       await released;
     });
     await inside;
     try {
-      await writeLastUse(db)(Array.from({ length: 600 }, (_, i) => [`s${i}`, 1000 + i] as const));
+      await writeLastUse(db())(Array.from({ length: 600 }, (_, i) => [`s${i}`, 1000 + i] as const));
     } finally {
       release();
       await holding;
     }
-    const rows = await db.selectFrom('client_secrets').select(['id', 'last_used_at']).execute();
+    const rows = await db().selectFrom('client_secrets').select(['id', 'last_used_at']).execute();
     expect(rows.filter((r) => r.last_used_at === 1000 + Number(r.id.slice(1)))).toHaveLength(600);
   });
 });

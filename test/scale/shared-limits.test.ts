@@ -16,7 +16,7 @@ import { migrateToLatest } from '../../src/db/migrate.js';
 import { serverLimits, type Limits } from '../../src/limits/index.js';
 import { SharedLimitState } from '../../src/limits/shared.js';
 import { createLogger } from '../../src/log.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, migratedDatabase, type TestDatabase } from '../support/database.js';
 import { TestClock } from '../support/harness.js';
 
 const digest = (value: string) => createHash('sha256').update(value).digest('base64url');
@@ -103,21 +103,10 @@ describe('announced lock-outs', () => {
 });
 
 describe('the shared failure count', () => {
-  let database: TestDatabase;
-  let db: Db;
-
-  beforeAll(async () => {
-    database = await createTestDatabase('');
-    db = openDatabase(database.url);
-    await migrateToLatest(db);
-  });
-  afterAll(async () => {
-    await db.destroy();
-    await database.drop();
-  });
+  const fixture = migratedDatabase();
 
   it('counts in a fixed window, as each instance does in memory', async () => {
-    const state = new SharedLimitState(db);
+    const state = new SharedLimitState(fixture.db);
     const windowMs = 60_000;
     // Every 40 s: a window that slid with each failure would count them all.
     const counts = [];

@@ -6,12 +6,17 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+
 import { Migrator, sql } from 'kysely';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 
 import { migrations } from '../../migrations/index.js';
 import type { Dialect } from '../../src/config.js';
-import type { Db } from '../../src/db/database.js';
+import { openDatabase, type Db } from '../../src/db/database.js';
+import { migrateToLatest } from '../../src/db/migrate.js';
 
 export const testDialect: Dialect = process.env.TESSERA_TEST_DIALECT === 'postgres' ? 'postgres' : 'sqlite';
 
@@ -50,4 +55,21 @@ export async function migrateAllButLast(db: Db): Promise<void> {
   const migrator = new Migrator({ db, provider: { getMigrations: () => Promise.resolve({ ...migrations }) }, migrationTableSchema: schema });
   const { error } = await migrator.migrateTo(Object.keys(migrations).sort().at(-2)!);
   if (error) throw error as Error;
+}
+
+/** A new, migrated database for the tests of the calling describe: made before them, dropped after. */
+export function migratedDatabase(): { readonly db: Db } {
+  const fixture = {} as { db: Db; database: TestDatabase; dir: string };
+  beforeAll(async () => {
+    fixture.dir = mkdtempSync(join(tmpdir(), 'tessera-db-'));
+    fixture.database = await createTestDatabase(fixture.dir);
+    fixture.db = openDatabase(fixture.database.url);
+    await migrateToLatest(fixture.db);
+  });
+  afterAll(async () => {
+    await fixture.db.destroy();
+    await fixture.database.drop();
+    rmSync(fixture.dir, { recursive: true, force: true });
+  });
+  return fixture;
 }

@@ -100,7 +100,6 @@ function ipv4Groups(dotted: string): number[] {
   return [(a << 8) | b, (c << 8) | d];
 }
 
-
 export class Limits {
   readonly #byClient: Backoff;
   readonly #byAddress: Backoff;

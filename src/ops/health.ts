@@ -13,7 +13,7 @@
  *                 SQLite a query runs on the event loop: the deadline bounds the wait for the connection).
  */
 import type { Middleware } from 'koa';
-import { sql } from 'kysely';
+import { DEFAULT_MIGRATION_TABLE, sql } from 'kysely';
 
 import { migrations } from '../../migrations/index.js';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -28,9 +28,6 @@ export const READY_PATH = '/readyz';
 
 /** How long the database may take to answer a readiness probe. */
 const READINESS_TIMEOUT_MS = 2000;
-
-// kysely's default; migrate.ts does not rename it. On PostgreSQL the search_path finds it, as it does for migrate.ts.
-const MIGRATION_TABLE = 'kysely_migration';
 
 export type CheckName = 'database' | 'migrations' | 'signing_key' | 'thread_pool' | 'audit_log';
 
@@ -93,7 +90,8 @@ export async function checkReadiness({ db, keys, auditLog, clock, log, timeoutMs
     migrationsCheck = 'failing: database unavailable';
   } else {
     try {
-      const { rows } = await within(deadline, sql<{ name: string }>`select name from ${sql.table(MIGRATION_TABLE)}`.execute(db));
+      // The table db/migrate.ts records in; on PostgreSQL the search_path finds it, as it does there.
+      const { rows } = await within(deadline, sql<{ name: string }>`select name from ${sql.table(DEFAULT_MIGRATION_TABLE)}`.execute(db));
       const applied = new Set(rows.map((r) => r.name));
       // Rows this code does not know are fine: a newer instance, mid-upgrade, may have applied them.
       const pending = Object.keys(migrations).filter((name) => !applied.has(name)).length;

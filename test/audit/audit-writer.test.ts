@@ -8,6 +8,7 @@ import { auditEvent, newEventId } from '../../src/audit/audit-log.js';
 import type * as AuditWriterModule from '../../src/audit/audit-writer.js';
 import { openDatabase, type Db } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
+import { clientRow } from '../support/database.js';
 
 // The thread runs compiled code (dist/, built by the global setup), as it does in the server.
 const { AuditWriterThread } = (await import(new URL('../../dist/src/audit/audit-writer.js', import.meta.url).href)) as typeof AuditWriterModule;
@@ -52,7 +53,7 @@ describe('audit writer thread', () => {
   });
 
   it("writes when secrets were last used, off the event loop's connection", async () => {
-    await db.insertInto('clients').values({ client_id: 'used', client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 }).execute();
+    await db.insertInto('clients').values(clientRow('used')).execute();
     await db.insertInto('client_secrets').values(['s1', 's2'].map((id) => ({ id, client_id: 'used', hash: 'h', created_at: 1, expires_at: null, last_used_at: null }))).execute();
     const thread = new AuditWriterThread(join(dir, 'tessera.db'));
     await thread.writeLastUse([['s1', 100], ['s2', 200]]);

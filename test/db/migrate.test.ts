@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { migrations } from '../../migrations/index.js';
 import { openDatabase, type Db } from '../../src/db/database.js';
 import { MigrationError, migrateToLatest } from '../../src/db/migrate.js';
-import { createTestDatabase, migrateAllButLast, testDialect, type TestDatabase } from '../support/database.js';
+import { clientRow, createTestDatabase, migrateAllButLast, testDialect, type TestDatabase } from '../support/database.js';
 import { tessera } from '../support/process.js';
 
 const KNOWN = Object.keys(migrations).sort();
@@ -34,8 +34,6 @@ afterEach(async () => {
   await database.drop();
   rmSync(dir, { recursive: true, force: true });
 });
-
-const clientRow = (clientId: string) => ({ client_id: clientId, client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 });
 
 /** Deletes a client as an operator's SQL would: on SQLite, as the sqlite3 shell runs, foreign keys off (better-sqlite3 turns them on). */
 async function deleteByHand(clientId: string): Promise<void> {

@@ -5,14 +5,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { writeLastUse } from '../../src/clients/last-use.js';
-import { migratedDatabase } from '../support/database.js';
+import { clientRow, migratedDatabase } from '../support/database.js';
 
 describe('last use on PostgreSQL', () => {
   const fixture = migratedDatabase();
   const db = () => fixture.db;
 
   beforeAll(async () => {
-    await db().insertInto('clients').values({ client_id: 'c', client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 }).execute();
+    await db().insertInto('clients').values(clientRow('c')).execute();
     await db().insertInto('client_secrets').values(Array.from({ length: 600 }, (_, i) => ({ id: `s${i}`, client_id: 'c', hash: 'h', created_at: 1, expires_at: null, last_used_at: null }))).execute();
   });
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientsVersion } from '../../src/clients/client.repository.js';
 import { openDatabase, type Db } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { clientRow, createTestDatabase, type TestDatabase } from '../support/database.js';
 
 describe('installations in several schemas of one database', () => {
   let a: TestDatabase;
@@ -23,7 +23,7 @@ describe('installations in several schemas of one database', () => {
     [dbA, dbB] = [openDatabase(a.url), openDatabase(b.url)];
     await migrateToLatest(dbA);
     await migrateToLatest(dbB);
-    await dbA.insertInto('clients').values({ client_id: 'c', client_name: 'c', description: null, scope: '', default_scope: null, audience: '[]', default_audience: null, grant_types: '[]', token_endpoint_auth_method: 'client_secret_basic', access_token_ttl: null, tokens_revoked_before: null, enabled: 1, created_at: 1, updated_at: 1 }).execute();
+    await dbA.insertInto('clients').values(clientRow('c')).execute();
   });
   afterAll(async () => {
     await Promise.all([dbA.destroy(), dbB.destroy()]);

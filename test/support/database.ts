@@ -49,6 +49,24 @@ async function run(url: string, statement: string): Promise<void> {
   }
 }
 
+/** A `clients` row with every setting empty, for tests that write the tables directly. */
+export const clientRow = (clientId: string) => ({
+  client_id: clientId,
+  client_name: 'c',
+  description: null,
+  scope: '',
+  default_scope: null,
+  audience: '[]',
+  default_audience: null,
+  grant_types: '[]',
+  token_endpoint_auth_method: 'client_secret_basic',
+  access_token_ttl: null,
+  tokens_revoked_before: null,
+  enabled: 1,
+  created_at: 1,
+  updated_at: 1,
+});
+
 /** Applies every migration but the last: the database as the previous version left it. */
 export async function migrateAllButLast(db: Db): Promise<void> {
   const schema = testDialect === 'postgres' ? (await sql<{ s: string }>`select current_schema() as s`.execute(db)).rows[0]!.s : undefined;

@@ -90,15 +90,21 @@ describe('client record cache', () => {
     // Holds every query's result until released: the read has its row, but has not stored it yet.
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
+    let reached!: () => void;
+    const isHeld = new Promise<void>((resolve) => (reached = resolve));
     let holding = false;
-    const held: KyselyPlugin = { transformQuery: (args) => args.node, transformResult: async (args) => (holding && (await gate), args.result) };
+    const hold = async () => {
+      reached();
+      await gate;
+    };
+    const held: KyselyPlugin = { transformQuery: (args) => args.node, transformResult: async (args) => (holding && (await hold()), args.result) };
     const slow = new ClientRecords(h.db.withPlugin(held), { ttlMs: 1000, maxEntries: 10, clock });
     // The change counter is read first, so the read held is the client's.
     await slow.client('nobody');
     holding = true;
 
     const inFlight = slow.client(client.clientId);
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await isHeld;
     // The held read keeps this handle's connection, so the change comes through a second one.
     const other = openDatabase(h.config.databaseUrl);
     await other.updateTable('clients').set({ client_name: 'new' }).where('client_id', '=', client.clientId).execute();

@@ -77,10 +77,17 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   });
   const cors = tokenCors(config.tokenCorsOrigins);
   const token = tokenEndpoint({
-    engine: (ctx, next) => {
+    engine: async (ctx, next) => {
       const current = engine;
-      tokenState(ctx).signingKid = current.kid;
-      return current.run(ctx, next);
+      const state = tokenState(ctx);
+      state.signingKid = current.kid;
+      await current.run(ctx, next);
+      // Revoked (or deleted) while this request was under way: its token could never verify, and
+      // the revocation may already have been answered as taking effect at once.
+      if (ctx.status === 200 && keys.current.verificationKey(current.kid) === undefined) {
+        state.failure = { reason: 'signing_key_revoked' };
+        ctx.status = 503;
+      }
     },
     auditLog,
     refusals: limits.refusals,

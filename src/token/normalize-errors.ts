@@ -2,8 +2,9 @@
  * The engine's error answers, made Tessera's. Every failed client authentication gets the same
  * answer, RFC 6749 §5.2 `invalid_client` with status 401 and a WWW-Authenticate challenge
  * (RFC 7235 §3.1), too much argon2 work waiting a `503 temporarily_unavailable` with Retry-After,
- * a request refused by a limit (limits/) `429` with Retry-After, and every internal failure the
- * same generic `server_error`.
+ * a request refused by a limit (limits/) `429` with Retry-After, a token whose key was revoked
+ * while it was being signed `503` with Retry-After, and every internal failure the same generic
+ * `server_error`.
  *
  * oidc-provider answers some failures before Tessera's secret check runs — no credentials, a
  * malformed Basic header — with `invalid_request`, and its 401s carry a challenge only when Basic
@@ -13,7 +14,7 @@
  */
 import type { Middleware } from 'koa';
 
-import { INVALID_CLIENT, RETRY_AFTER, SERVER_ERROR, TEMPORARILY_UNAVAILABLE, THROTTLED_DESCRIPTIONS, basicChallenge } from '../http/oauth-error.js';
+import { INVALID_CLIENT, RETRY_AFTER, SERVER_ERROR, SIGNING_KEY_CHANGED, TEMPORARILY_UNAVAILABLE, THROTTLED_DESCRIPTIONS, basicChallenge } from '../http/oauth-error.js';
 import { tokenState } from './request-state.js';
 
 const ENGINE_AUTH_FAILURES: ReadonlyMap<string, string> = new Map([
@@ -47,6 +48,10 @@ export function normalizeErrors(issuer: string): Middleware {
       ctx.status = 503;
       ctx.set('Retry-After', RETRY_AFTER);
       ctx.body = { ...TEMPORARILY_UNAVAILABLE };
+    } else if (state.failure?.reason === 'signing_key_revoked') {
+      ctx.status = 503;
+      ctx.set('Retry-After', RETRY_AFTER);
+      ctx.body = { ...SIGNING_KEY_CHANGED };
     } else if (ctx.status >= 500) {
       ctx.body = { ...SERVER_ERROR };
     }

@@ -121,6 +121,33 @@ describe('rotation seen by gateways and resource servers', () => {
     expect(decodeProtectedHeader(await issue()).kid).not.toBe(before);
   });
 
+  it('withholds a token whose key is revoked while the request is under way, and the retry signs with the replacement', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'revoked-meanwhile', audience: [API] });
+    const revoked = h.keystore.active.kid;
+    // The emergency revocation lands while this request's secret is being verified.
+    const hasher = h.hasher;
+    const verify = (hash: string, presented: string) => Object.getPrototypeOf(hasher).verify.call(hasher, hash, presented) as Promise<boolean>;
+    hasher.verify = async (hash, presented) => {
+      await h.keys.revoke(revoked, 'test');
+      return verify(hash, presented);
+    };
+    try {
+      const res = await h.request.post('/oauth/token').type('form').set('Authorization', basic(client.clientId, secret)).send('grant_type=client_credentials');
+      expect(res.status).toBe(503);
+      expect(res.headers['retry-after']).toBe('1');
+      expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the signing key changed; retry shortly' });
+    } finally {
+      delete (hasher as { verify?: unknown }).verify;
+    }
+    const row = (await h.auditRows('token.')).at(-1)!;
+    expect(row).toMatchObject({ type: 'token.failed', client_id: client.clientId, error: 'temporarily_unavailable', reason: 'signing_key_revoked', jti: null });
+
+    const retried = await h.request.post('/oauth/token').type('form').set('Authorization', basic(client.clientId, secret)).send('grant_type=client_credentials');
+    expect(retried.status).toBe(200);
+    expect(decodeProtectedHeader(retried.body.access_token as string).kid).not.toBe(revoked);
+    await expect(verifyOffline(retried.body.access_token as string)).resolves.toBeDefined();
+  });
+
   it('rotates at once with {"now": true}', async () => {
     const res = await h.request.post('/admin/keys/rotate').set('Authorization', await adminAuth()).send({ now: true });
     expect(res.status).toBe(201);

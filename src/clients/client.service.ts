@@ -136,9 +136,12 @@ export async function setClientEnabled(deps: ClientServiceDeps, clientId: string
 
 /** Every token of the client issued up to now (same second included) becomes inactive. */
 export async function revokeClientTokens(deps: ClientServiceDeps, clientId: string): Promise<number> {
-  const now = epochSeconds(deps.clock);
-  await updateOrThrow(deps, clientId, { tokens_revoked_before: now }, 'client.tokens_revoked', { revoked_before: now });
-  return now;
+  return change(deps, clientId, async (trx) => {
+    // Read once the write lock is held: tokens issued while this waited for it are revoked too.
+    const now = epochSeconds(deps.clock);
+    if (!(await updateClient(trx, clientId, { tokens_revoked_before: now, updated_at: now }))) throw new UnknownClientError(`no client ${clientId}`);
+    return { result: now, event: { type: 'client.tokens_revoked', details: { revoked_before: now } } };
+  });
 }
 
 /** Deletes the client and its secrets; its outstanding tokens become inactive. */

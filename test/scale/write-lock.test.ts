@@ -6,8 +6,10 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { revokeClientTokens } from '../../src/clients/client.service.js';
 import { IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, exclusively, openDatabase, type Db } from '../../src/db/database.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { startHarness } from '../support/harness.js';
 
 describe('write transactions on PostgreSQL', () => {
   let database: TestDatabase;
@@ -76,4 +78,26 @@ describe('write transactions on PostgreSQL', () => {
     const { rows } = await sql<{ lock: string }>`select current_setting('lock_timeout') as lock`.execute(db);
     expect(rows[0]!.lock).toBe('0');
   }, 30_000);
+});
+
+describe('a write that waits for the lock', () => {
+  it('revokes the tokens issued while it waited: its cutoff is read once the lock is held', async () => {
+    const h = await startHarness();
+    const stalled = new pg.Client({ connectionString: h.config.databaseUrl });
+    await stalled.connect();
+    try {
+      const { client } = await h.createClient({ client_name: 'w', audience: ['https://api.example.com'] });
+      await stalled.query('begin');
+      await stalled.query(`select pg_advisory_xact_lock(${0x74657373657261n})`);
+      const revoking = revokeClientTokens(h.service, client.clientId);
+      // Tokens signed during the wait carry these seconds.
+      h.clock.advance(3);
+      const waitedUntil = Math.floor(h.clock.now() / 1000);
+      await stalled.query('commit');
+      expect(await revoking).toBe(waitedUntil);
+    } finally {
+      await stalled.end();
+      await h.close();
+    }
+  });
 });

@@ -43,7 +43,11 @@ interface Handled<R extends string> {
   readonly result: R;
 }
 
-type Handler<R extends string> = (caller: Client, form: Form) => Promise<Handled<R>>;
+/**
+ * `caller` judges the authenticated caller again, as it is now: a handler decides with it after
+ * its own awaits, so a change answered meanwhile (the caller disabled or narrowed) applies.
+ */
+type Handler<R extends string> = (caller: () => Promise<Client>, form: Form) => Promise<Handled<R>>;
 
 function requiredToken(form: Form): string {
   const token = form.get('token');
@@ -83,7 +87,12 @@ function callerEndpoint<R extends string>(
       event.client_id = scrub(credentials.clientId);
       const caller = await authenticateCaller(deps.authenticate, credentials, deps.limits.addressUnit(credentials.remoteAddr));
       authenticatedAs(ctx, caller.clientId);
-      const { body, audit, result } = await handle(caller, form);
+      const current = async () => {
+        const now = await deps.authenticate.reconfirm(credentials.clientId, credentials.secret, credentials.method);
+        if (!now.ok) throw OAuthError.invalidClient(now.reason);
+        return now.client;
+      };
+      const { body, audit, result } = await handle(current, form);
       Object.assign(event, { outcome: 'success', ...audit, details: JSON.stringify(audit.details) });
       ctx.status = 200;
       ctx.body = body;
@@ -113,7 +122,7 @@ export function introspectEndpoint(deps: IntrospectionDeps): Middleware {
   return callerEndpoint<'active' | 'inactive'>('token.introspected', deps, async (caller, form) => {
     const inspection = await deps.inspect(requiredToken(form));
     const claims = inspection.claims;
-    const permitted = claims !== undefined && mayInspect(caller, claims.aud);
+    const permitted = claims !== undefined && mayInspect(await caller(), claims.aud);
     const active = inspection.active && permitted;
     const reason = !inspection.active ? inspection.reason : permitted ? null : 'not_permitted';
     return {
@@ -141,7 +150,8 @@ export function revokeEndpoint(deps: IntrospectionDeps): Middleware {
         result: 'unchanged',
       };
     }
-    if (caller.clientId !== claims.client_id && !mayInspect(caller, claims.aud)) {
+    const now = await caller();
+    if (now.clientId !== claims.client_id && !mayInspect(now, claims.aud)) {
       throw new OAuthError(400, 'unauthorized_client', 'the client may not revoke this token', 'not_permitted');
     }
     // Recorded whatever the client's state: a token inactive only because its client is disabled

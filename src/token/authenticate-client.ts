@@ -9,6 +9,7 @@
  * whatever went wrong; the reason goes to the audit log.
  */
 import type { AuthMethod, Client } from '../clients/client.js';
+import type { ClientSecretRow } from '../clients/client.table.js';
 import type { ClientRecords } from '../clients/client-records.js';
 import { updateSecretHash } from '../clients/client.repository.js';
 import type { LastUse } from '../clients/last-use.js';
@@ -49,7 +50,16 @@ export interface AuthenticatorDeps {
   readonly clock: Clock;
 }
 
-export type Authenticator = (presented: PresentedCredentials) => Promise<AuthOutcome>;
+export interface Authenticator {
+  (presented: PresentedCredentials): Promise<AuthOutcome>;
+  /**
+   * Judges a client that authenticated earlier in this request again, on its client and secret
+   * rows as they are now (from the cache when nothing changed): for a request that has awaited
+   * something since, because a change answered meanwhile (a secret revoked, the client disabled or
+   * narrowed) applies to it too. The secret is not verified again.
+   */
+  readonly reconfirm: (clientId: string, secret: string, method: AuthMethod) => Promise<AuthOutcome>;
+}
 
 const keepOnOverload =
   (hash: string) =>
@@ -65,7 +75,24 @@ export function createAuthenticator({ db, records, limits, hasher, verified, las
     return { ok: false, reason };
   };
 
-  return async function authenticateClient({ clientId, secret, method, remoteAddr }) {
+  /** The client's standing now: the rows read again, from the cache when nothing changed. */
+  const judgeCurrent = async (clientId: string, secretId: string, method: AuthMethod): Promise<AuthOutcome> => {
+    const client = await records.client(clientId);
+    const stored = client ? await records.secret(clientId, secretId) : undefined;
+    if (!client) return { ok: false, reason: 'unknown_client' };
+    if (!stored) return { ok: false, reason: 'secret_mismatch' };
+    return judge(client, stored, method);
+  };
+
+  // Only a caller who proved knowledge of the secret gets here, so these reasons reveal nothing.
+  const judge = (client: Client, stored: ClientSecretRow, method: AuthMethod): AuthOutcome => {
+    if (stored.expires_at !== null && Number(stored.expires_at) <= epochSeconds(clock)) return { ok: false, reason: 'secret_expired' };
+    if (!client.enabled) return { ok: false, reason: 'client_disabled' };
+    if (client.authMethod !== method) return { ok: false, reason: 'auth_method_not_allowed' };
+    return { ok: true, client };
+  };
+
+  async function authenticateClient({ clientId, secret, method, remoteAddr }: PresentedCredentials): Promise<AuthOutcome> {
     const addressWait = limits.addressWait(remoteAddr);
     if (addressWait > 0) throw new Throttled(addressWait, { kind: 'address', value: limits.addressUnit(remoteAddr), reason: 'auth_backoff' });
 
@@ -81,7 +108,7 @@ export function createAuthenticator({ db, records, limits, hasher, verified, las
       await hasher.verifyDecoy(secret);
       return guessFailed(clientId, remoteAddr, client ? 'secret_mismatch' : 'unknown_client');
     }
-    let current = { client, stored };
+    let outcome = judge(client, stored, method);
     if (!proven) {
       if (!(await hasher.verify(stored.hash, secret))) return guessFailed(clientId, remoteAddr, 'secret_mismatch');
       // Hashes carry their parameters: one made with weaker ones is upgraded now that we know the
@@ -94,27 +121,26 @@ export function createAuthenticator({ db, records, limits, hasher, verified, las
       verified.remember(stored.id, hash, secret);
       // argon2 may have waited in its queue for a second: a change committed meanwhile (a secret
       // revoked, the client disabled or deleted) has already been answered as done, so it applies
-      // to this request too. Read again; from the cache when nothing changed.
-      const freshClient = await records.client(clientId);
-      const freshSecret = freshClient ? await records.secret(clientId, stored.id) : undefined;
-      if (!freshClient) return { ok: false, reason: 'unknown_client' };
-      if (!freshSecret) return { ok: false, reason: 'secret_mismatch' };
-      current = { client: freshClient, stored: freshSecret };
+      // to this request too.
+      outcome = await judgeCurrent(clientId, stored.id, method);
     }
-
-    // Only a caller who proved knowledge of the secret gets here, so these reasons reveal nothing.
-    if (current.stored.expires_at !== null && Number(current.stored.expires_at) <= epochSeconds(clock)) return { ok: false, reason: 'secret_expired' };
-    if (!current.client.enabled) return { ok: false, reason: 'client_disabled' };
-    if (current.client.authMethod !== method) return { ok: false, reason: 'auth_method_not_allowed' };
+    if (!outcome.ok) return outcome;
 
     // Operators see when a secret was last used (to retire unused ones); a minute's precision
     // keeps this off most requests, and the write happens later, in a batch (last-use.ts).
     const now = epochSeconds(clock);
-    if (current.stored.last_used_at === null || now - Number(current.stored.last_used_at) >= LAST_USED_PRECISION) {
-      lastUse.record(clientId, current.stored.id, now);
+    if (stored.last_used_at === null || now - Number(stored.last_used_at) >= LAST_USED_PRECISION) {
+      lastUse.record(clientId, stored.id, now);
     }
     // A success leaves the client_id's failures alone: clearing them would tell a guesser, by the
     // back-off's next answer, that the id's workload had authenticated in between (so it exists).
-    return { ok: true, client: current.client };
-  };
+    return outcome;
+  }
+
+  return Object.assign(authenticateClient, {
+    reconfirm: (clientId: string, secret: string, method: AuthMethod) => {
+      const secretId = secretIdOf(secret);
+      return secretId === undefined ? Promise.resolve<AuthOutcome>({ ok: false, reason: 'secret_mismatch' }) : judgeCurrent(clientId, secretId, method);
+    },
+  });
 }

@@ -91,6 +91,11 @@ export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookD
       tokenState(ctx).client = outcome.client;
       authenticatedAs(ctx, outcome.client.clientId);
       await rateLimits.takeToken(outcome.client.clientId, outcome.client.tokenRateLimit);
+      // The shared rate limit may have waited on the database: the policy must judge the client
+      // as it is now, not as it was before a change that has been answered meanwhile.
+      const now = await authenticate.reconfirm(this.clientId, presented, method);
+      if (!now.ok) throw new errors.InvalidClientAuth(now.reason);
+      tokenState(ctx).client = now.client;
       return true;
     },
 

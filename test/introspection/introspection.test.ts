@@ -1,8 +1,16 @@
 import { generateKeyPairSync, createHmac, createPublicKey } from 'node:crypto';
 
+import Koa from 'koa';
+import supertest from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
-import { deleteClient, revokeClientTokens, setClientEnabled } from '../../src/clients/client.service.js';
+import { ClientRecords } from '../../src/clients/client-records.js';
+import { deleteClient, revokeClientTokens, setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
+import { VerifiedCredentialCache } from '../../src/clients/verified-credentials.js';
+import { introspectEndpoint } from '../../src/introspection/index.js';
+import { createTokenInspector } from '../../src/introspection/inspect-token.js';
+import { createTokenVerifier } from '../../src/introspection/verify-token.js';
+import { createAuthenticator } from '../../src/token/authenticate-client.js';
 import { ISSUER, basic, mint, startHarness, type Harness } from '../support/harness.js';
 
 const API = 'https://api.example.com';
@@ -271,6 +279,33 @@ describe('POST /oauth/introspect (RFC 7662)', () => {
       expect(res.status).toBe(status);
       expect(res.body.error).toBe('invalid_request');
     });
+  });
+
+  it('judges the caller as it is once the token is inspected: a change answered meanwhile applies', async () => {
+    const caller = await client({ client_name: 'changed-meanwhile', grant_types: [], introspection_audiences: [API] });
+    const token = await issue();
+    // The endpoint alone, with an inspection that lets a change through before it answers.
+    const records = new ClientRecords(h.db, { ttlMs: 0, maxEntries: 10, clock: h.clock });
+    const verified = new VerifiedCredentialCache({ ttlMs: 60_000, maxEntries: 10, clock: h.clock });
+    const authenticate = createAuthenticator({ db: h.db, records, limits: h.limits, hasher: h.hasher, verified, lastUse: h.lastUse, clock: h.clock });
+    const verify = createTokenVerifier({ keys: h.keys, issuer: ISSUER, clock: h.clock, leeway: h.config.clockLeeway, maxTokenAge: h.config.accessTokenMaxTtl, cacheSize: 0 });
+    const inspectNow = createTokenInspector(h.db, verify);
+    let meanwhile = (): Promise<unknown> => Promise.resolve();
+    const inspect: typeof inspectNow = async (t) => {
+      const inspection = await inspectNow(t);
+      await meanwhile();
+      return inspection;
+    };
+    const metrics = { introspection: () => {}, revocation: () => {} };
+    const app = new Koa().use(introspectEndpoint({ db: h.db, authenticate, limits: h.limits, inspect, auditLog: h.service.auditLog, clock: h.clock, issuer: ISSUER, metrics }));
+    const ask = () => supertest(app.callback()).post('/').type('form').set('Authorization', basic(caller.id, caller.secret)).send(`token=${token}`);
+
+    expect((await ask()).body).toMatchObject({ active: true });
+    meanwhile = () => updateClientSettings(h.service, caller.id, { introspection_audiences: [OTHER] });
+    expect((await ask()).body).toEqual({ active: false });
+    meanwhile = () => setClientEnabled(h.service, caller.id, false);
+    const refused = await ask();
+    expect({ status: refused.status, error: (refused.body as { error?: string }).error }).toEqual({ status: 401, error: 'invalid_client' });
   });
 
   it('audits every call: caller, jti, active and, internally, why not', async () => {

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
-import { deleteClient, revokeSecret, setClientEnabled } from '../../src/clients/client.service.js';
+import { deleteClient, revokeSecret, setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
 import { secretIdOf } from '../../src/clients/secret.js';
 import { loadConfig } from '../../src/config.js';
 import { CountingHasher, ISSUER, basic, startHarness, tamper, type Harness } from '../support/harness.js';
@@ -322,6 +322,33 @@ describe('verified-credential cache', () => {
         expect({ name, status: (await pending).status }).toEqual({ name, status: 401 });
       } finally {
         delete (h.hasher as { verify?: unknown }).verify;
+      }
+    }
+  });
+});
+
+describe('a change answered while the request waited for the rate limit', () => {
+  it('applies to the request: the policy judges the client as it is now', async () => {
+    const changes: [string, (clientId: string) => Promise<unknown>, number, string][] = [
+      ['scope narrowed', (clientId) => updateClientSettings(h.service, clientId, { scope: 'read', default_scope: 'read' }), 400, 'invalid_scope'],
+      ['audience removed', (clientId) => updateClientSettings(h.service, clientId, { audience: [OTHER_API] }), 400, 'invalid_target'],
+      ['client disabled', (clientId) => setClientEnabled(h.service, clientId, false), 401, 'invalid_client'],
+    ];
+    for (const [name, change, status, error] of changes) {
+      const { client, secret: s } = await h.createClient({ client_name: `rate-wait-${name}`, scope: 'read write', audience: [API, OTHER_API] });
+      const form = { grant_type: 'client_credentials', scope: 'read write', resource: API };
+      expect((await token(form, basic(client.clientId, s))).status).toBe(200);
+      // On PostgreSQL the shared bucket is a row: the take may wait for a connection or its lock.
+      const take = h.limits.takeToken.bind(h.limits);
+      h.limits.takeToken = async (clientId, rate) => {
+        await change(clientId);
+        return take(clientId, rate);
+      };
+      try {
+        const res = await token(form, basic(client.clientId, s));
+        expect({ name, status: res.status, error: (res.body as { error?: string }).error }).toEqual({ name, status, error });
+      } finally {
+        delete (h.limits as { takeToken?: unknown }).takeToken;
       }
     }
   });

@@ -39,8 +39,14 @@ export async function insertRevokedToken(db: Db, token: { jti: string; clientId:
   return Number(result.numInsertedOrUpdatedRows ?? 0n) > 0;
 }
 
-/** Drops entries whose token has expired anyway (with the leeway it is judged by); returns how many. */
+/**
+ * Seconds an entry outlives its token's expiry (and the leeway): an instance whose clock lags the
+ * pruner's, or a clock stepped back, would otherwise judge the token unexpired with its entry gone.
+ */
+export const REVOCATION_MARGIN = 3600;
+
+/** Drops entries whose token has expired anyway, with a margin; returns how many. */
 export async function pruneRevokedTokens(db: Db, now: number, leeway: number): Promise<number> {
-  const result = await db.deleteFrom('revoked_tokens').where('expires_at', '<', now - leeway).executeTakeFirst();
+  const result = await db.deleteFrom('revoked_tokens').where('expires_at', '<', now - leeway - REVOCATION_MARGIN).executeTakeFirst();
   return Number(result.numDeletedRows);
 }

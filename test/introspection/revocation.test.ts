@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
 import { setClientEnabled } from '../../src/clients/client.service.js';
 import { epochSeconds } from '../../src/clock.js';
-import { pruneRevokedTokens } from '../../src/introspection/revocation.repository.js';
+import { REVOCATION_MARGIN, pruneRevokedTokens } from '../../src/introspection/revocation.repository.js';
 import { basic, mint, startHarness, type Harness } from '../support/harness.js';
 
 const API = 'https://api.example.com';
@@ -162,7 +162,7 @@ describe('an internal failure at introspection or revocation', () => {
 });
 
 describe('pruning the revocation list', () => {
-  it('keeps each entry until its token has expired, leeway included', async () => {
+  it('keeps each entry until an hour after its token has expired, leeway included', async () => {
     h.clock.freeze();
     const now = epochSeconds(h.clock);
     const token = await mint(h, { sub: workload.id, client_id: workload.id, aud: API, iat: now, exp: now + 100 });
@@ -170,9 +170,13 @@ describe('pruning the revocation list', () => {
     const { jti } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { jti: string };
     const has = async () => (await h.db.selectFrom('revoked_tokens').select('jti').where('jti', '=', jti).execute()).length === 1;
 
-    expect(await pruneRevokedTokens(h.db, now + 100 + h.config.clockLeeway, h.config.clockLeeway)).toBe(0);
+    const kept = now + 100 + h.config.clockLeeway + REVOCATION_MARGIN;
+    expect(await pruneRevokedTokens(h.db, kept, h.config.clockLeeway)).toBe(0);
     expect(await has()).toBe(true);
-    await pruneRevokedTokens(h.db, now + 101 + h.config.clockLeeway, h.config.clockLeeway);
+    // Pruned at expiry + leeway by a clock ahead of this one, the token would be active here again.
+    expect(await pruneRevokedTokens(h.db, now + 101 + h.config.clockLeeway, h.config.clockLeeway)).toBe(0);
+    expect(await active(token)).toBe(false);
+    await pruneRevokedTokens(h.db, kept + 1, h.config.clockLeeway);
     expect(await has()).toBe(false);
   });
 });

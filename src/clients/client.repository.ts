@@ -125,6 +125,11 @@ export async function expireSecret(db: Handle, secretId: string, at: number): Pr
   await db.updateTable('client_secrets').set({ expires_at: at }).where('id', '=', secretId).execute();
 }
 
-export async function updateSecretHash(db: Handle, secretId: string, hash: string): Promise<void> {
-  await db.updateTable('client_secrets').set({ hash }).where('id', '=', secretId).execute();
+/**
+ * The token path's re-hash, in a transaction of its own: on PostgreSQL it then waits its turn for
+ * the write lock (db/database.ts) instead of taking a row lock that a rotation needs while holding
+ * the change counter this statement's trigger needs (a deadlock).
+ */
+export async function updateSecretHash(db: Db, secretId: string, hash: string): Promise<void> {
+  await db.transaction().execute((trx) => trx.updateTable('client_secrets').set({ hash }).where('id', '=', secretId).execute());
 }

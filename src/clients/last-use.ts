@@ -12,18 +12,21 @@ import type { Logger } from '../log.js';
 /** Writes when each secret was last used (epoch seconds). */
 export type LastUseWriter = (uses: readonly (readonly [secretId: string, at: number])[]) => Promise<void>;
 
-/** Rows per statement: two parameters each, far below either dialect's bound. */
-const BATCH_ROWS = 500;
+/** Rows per statement: half SQLite's limit of 500 terms in one compound select. */
+const BATCH_ROWS = 250;
 
 /**
- * One statement per 500 uses, each its own commit: on SQLite one fsync, and on PostgreSQL no
- * transaction, whose write lock every instance's admin writes share (db/database.ts).
+ * One statement per 250 uses, each its own transaction. On PostgreSQL that transaction waits its
+ * turn for the write lock (db/database.ts): outside it, the row locks this update takes, in its own
+ * order, deadlock against a secret rotation, or against another instance's batch.
  */
 export function writeLastUse(db: Db): LastUseWriter {
   return async (uses) => {
     for (let start = 0; start < uses.length; start += BATCH_ROWS) {
       const rows = uses.slice(start, start + BATCH_ROWS).map(([secretId, at]) => sql`select ${secretId} as id, cast(${at} as bigint) as at`);
-      await sql`update client_secrets set last_used_at = used.at from (${sql.join(rows, sql` union all `)}) as used where client_secrets.id = used.id`.execute(db);
+      await db
+        .transaction()
+        .execute((trx) => sql`update client_secrets set last_used_at = used.at from (${sql.join(rows, sql` union all `)}) as used where client_secrets.id = used.id`.execute(trx));
     }
   };
 }

@@ -275,8 +275,10 @@ export async function exclusively<T>(db: Db, work: () => Promise<T>): Promise<T>
  * Every transaction takes one transaction-scoped advisory lock after BEGIN, so write transactions
  * across all instances run one at a time, like SQLite's BEGIN IMMEDIATE below: a service that reads,
  * checks and writes (rotate a secret, apply an If-Match update, bootstrap the first admin) needs no
- * row locks or serialization retries. Writes are rare (operator actions); the token path's own
- * writes (audit rows, revocations, last use) are single statements outside transactions.
+ * row locks or serialization retries. Writes are rare (operator actions). The token path's writes
+ * to tables no transaction touches (audit rows, revocations, limits) are single statements outside
+ * transactions; its writes to client rows (a secret's re-hash, last use) take the lock like any
+ * other, since row locks taken in another order than a rotation's would deadlock against it.
  */
 class SerialPostgresTransactions extends PostgresDialect {
   constructor(private readonly config: PostgresDialectConfig) {

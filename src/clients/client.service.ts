@@ -78,10 +78,11 @@ export async function rotateSecret(deps: ClientServiceDeps, clientId: string, pr
   if (!Number.isSafeInteger(previousSecretExpiresIn) || previousSecretExpiresIn < 0 || previousSecretExpiresIn > MAX_SECRET_OVERLAP) {
     throw new InvalidSettingError('previous_secret_expires_in', `previous_secret_expires_in must be a whole number of seconds between 0 and ${MAX_SECRET_OVERLAP}`);
   }
-  const now = epochSeconds(deps.clock);
   const secret = generateSecret();
   const hash = await deps.hasher.hash(secret.value);
   await change(deps, clientId, async (trx) => {
+    // Once the write lock is held: the overlap runs from when the rotation takes effect.
+    const now = epochSeconds(deps.clock);
     if (!(await findClient(trx, clientId))) throw new UnknownClientError(`no client ${clientId}`);
     const [previous] = await validSecretIds(trx, clientId, now);
     await expireSecretsAfter(trx, clientId, now, previous);

@@ -6,7 +6,8 @@ import pg from 'pg';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { revokeClientTokens } from '../../src/clients/client.service.js';
+import { revokeClientTokens, rotateSecret } from '../../src/clients/client.service.js';
+import { secretIdOf } from '../../src/clients/secret.js';
 import { IDLE_IN_TRANSACTION_TIMEOUT, LOCK_TIMEOUT, exclusively, openDatabase, type Db } from '../../src/db/database.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 import { startHarness } from '../support/harness.js';
@@ -81,20 +82,24 @@ describe('write transactions on PostgreSQL', () => {
 });
 
 describe('a write that waits for the lock', () => {
-  it('revokes the tokens issued while it waited: its cutoff is read once the lock is held', async () => {
+  it('reads the time once the lock is held: revoke-tokens revokes what was issued while it waited, a rotation overlaps from when it applies', async () => {
     const h = await startHarness();
     const stalled = new pg.Client({ connectionString: h.config.databaseUrl });
     await stalled.connect();
     try {
-      const { client } = await h.createClient({ client_name: 'w', audience: ['https://api.example.com'] });
+      const { client, secret } = await h.createClient({ client_name: 'w', audience: ['https://api.example.com'] });
       await stalled.query('begin');
       await stalled.query(`select pg_advisory_xact_lock(${0x74657373657261n})`);
       const revoking = revokeClientTokens(h.service, client.clientId);
+      const rotating = rotateSecret(h.service, client.clientId, 60);
       // Tokens signed during the wait carry these seconds.
       h.clock.advance(3);
       const waitedUntil = Math.floor(h.clock.now() / 1000);
       await stalled.query('commit');
       expect(await revoking).toBe(waitedUntil);
+      await rotating;
+      const previous = await h.db.selectFrom('client_secrets').select('expires_at').where('id', '=', secretIdOf(secret)!).executeTakeFirstOrThrow();
+      expect(previous.expires_at).toBe(waitedUntil + 60);
     } finally {
       await stalled.end();
       await h.close();

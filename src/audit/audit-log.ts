@@ -70,7 +70,9 @@ const SECRET = /tsec_[0-9a-f]{16}_[A-Za-z0-9_-]*/g;
 const JWT = /eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
 // Control and format characters (C0, C1, bidirectional overrides, zero widths) and the Unicode line
 // separators: each could forge how a record looks in a terminal or split it in a line-based shipper.
-const CONTROL = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
+// Lone surrogates too: not text, and each database stores them differently.
+const CONTROL = /[\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]/gu;
+const HIGH_SURROGATE_LAST = /[\uD800-\uDBFF]$/;
 
 /**
  * Makes a caller-supplied value safe to record: anything shaped like a Tessera secret or a JWT is
@@ -79,7 +81,9 @@ const CONTROL = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
  */
 export function scrub(value: unknown, max = 256): string | null {
   if (typeof value !== 'string' || value === '') return null;
-  return value.replace(SECRET, 'tsec_[redacted]').replace(JWT, '[jwt redacted]').replace(CONTROL, '\uFFFD').slice(0, max);
+  const safe = value.replace(SECRET, 'tsec_[redacted]').replace(JWT, '[jwt redacted]').replace(CONTROL, '\uFFFD').slice(0, max);
+  // Nor may the cut leave one, between the halves of a pair.
+  return HIGH_SURROGATE_LAST.test(safe) ? safe.slice(0, -1) : safe;
 }
 
 interface Pending {

@@ -29,6 +29,7 @@ describe('scrub', () => {
     ['eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln', '[jwt redacted]'],
     ['line\nbreak\u0000', 'line\uFFFDbreak\uFFFD'],
     ['ops-bot\u202e\u2028\u009b31mtoor\u200b', 'ops-bot\uFFFD\uFFFD\uFFFD31mtoor\uFFFD'],
+    ['half\ud83d pair \ude00 whole \ud83d\ude00', 'half\uFFFD pair \uFFFD whole \ud83d\ude00'],
     ['', null],
     [42, null],
   ])('makes %j safe to record', (input, expected) => {
@@ -39,6 +40,11 @@ describe('scrub', () => {
     const value = `${'a'.repeat(250)}tsec_0123456789abcdef_${'S'.repeat(43)}`;
     expect(scrub(value)).toBe(`${'a'.repeat(250)}tsec_[`);
     expect(scrub('x'.repeat(1000))).toHaveLength(256);
+  });
+
+  it('never cuts a character in half', () => {
+    expect(scrub(`${'a'.repeat(255)}\u{1F600}`)).toBe('a'.repeat(255));
+    expect(scrub(`${'a'.repeat(254)}\u{1F600}`)).toBe(`${'a'.repeat(254)}\u{1F600}`);
   });
 });
 

@@ -36,7 +36,7 @@ const clientSettings = {
   token_endpoint_auth_method: { enum: ['client_secret_basic', 'client_secret_post'] },
   access_token_ttl: { type: ['integer', 'null'], minimum: 60, description: 'Seconds; null means ACCESS_TOKEN_TTL' },
   token_rate_limit: { type: ['integer', 'null'], minimum: 0, description: 'Tokens per minute; null means TOKEN_RATE_LIMIT, 0 no limit' },
-  enabled: { type: 'boolean' },
+  enabled: { type: 'boolean', description: 'Setting false also revokes every token issued to the client so far; setting true again does not bring them back' },
 };
 const clientProperties = {
   client_id: string,

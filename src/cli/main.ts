@@ -71,7 +71,7 @@ commands:
   clients get <client_id>                  show one client
   clients rotate-secret <client_id> [--previous-expires-in <seconds>]
                                            new secret; the previous one works for 86400 s by default (0: revoke now)
-  clients disable <client_id>              refuse its credentials; its tokens become inactive
+  clients disable <client_id>              refuse its credentials; its tokens so far are revoked
   clients enable <client_id>
   clients delete <client_id>               delete it and its secrets; its tokens become inactive
   clients revoke-tokens <client_id>        make every token it holds now inactive

@@ -130,9 +130,18 @@ async function updateOrThrow(deps: ClientServiceDeps, clientId: string, update: 
   });
 }
 
-/** A disabled client can neither get tokens nor authenticate, and its outstanding tokens are inactive. */
+/**
+ * A disabled client can neither get tokens nor authenticate. Disabling also revokes every token
+ * issued up to now, as revoke-tokens does: enabling the client again, once a leaked secret is
+ * rotated, must not bring back the tokens that were issued to whoever held it.
+ */
 export async function setClientEnabled(deps: ClientServiceDeps, clientId: string, enabled: boolean): Promise<void> {
-  await updateOrThrow(deps, clientId, { enabled: enabled ? 1 : 0 }, enabled ? 'client.enabled' : 'client.disabled');
+  if (enabled) return updateOrThrow(deps, clientId, { enabled: 1 }, 'client.enabled');
+  await change(deps, clientId, async (trx) => {
+    const now = epochSeconds(deps.clock);
+    if (!(await updateClient(trx, clientId, { enabled: 0, tokens_revoked_before: now, updated_at: now }))) throw new UnknownClientError(`no client ${clientId}`);
+    return { result: undefined, event: { type: 'client.disabled', details: { revoked_before: now } } };
+  });
 }
 
 /** Every token of the client issued up to now (same second included) becomes inactive. */
@@ -179,7 +188,10 @@ export async function updateClientSettings(
     const kept = patch.access_token_ttl === undefined || patch.access_token_ttl === current.accessTokenTtl ? (current.accessTokenTtl ?? 0) : 0;
     const merged = validateNewClient({ ...settings, ...patch }, { ...deps.limits, maxAccessTokenTtl: Math.max(deps.limits.maxAccessTokenTtl, kept) });
     const now = epochSeconds(deps.clock);
-    const next: Client = { ...current, ...settingsOf(merged), updatedAt: now };
+    const applied = settingsOf(merged);
+    // As setClientEnabled: disabling revokes the tokens issued so far.
+    const revoked = current.enabled && !applied.enabled ? { tokensRevokedBefore: now } : {};
+    const next: Client = { ...current, ...applied, ...revoked, updatedAt: now };
     const before = presentClient(current) as unknown as Record<string, unknown>;
     const after = presentClient(next) as unknown as Record<string, unknown>;
     const changed = Object.keys(after).filter((k) => k !== 'updated_at' && JSON.stringify(before[k]) !== JSON.stringify(after[k]));
@@ -193,8 +205,8 @@ export async function updateClientSettings(
 
 /** Revokes one secret at once; resolves to false when the client has no such secret. */
 export async function revokeSecret(deps: ClientServiceDeps, clientId: string, secretId: string): Promise<boolean> {
-  const now = epochSeconds(deps.clock);
   return change(deps, clientId, async (trx) => {
+    const now = epochSeconds(deps.clock);
     const secret = await findSecret(trx, clientId, secretId);
     if (!secret) return { result: false };
     if (secret.expires_at === null || Number(secret.expires_at) > now) await expireSecret(trx, secretId, now);

@@ -177,15 +177,21 @@ describe('POST /oauth/introspect (RFC 7662)', () => {
       await expectInactive(token);
     });
 
-    it('after its client was disabled, and active again once re-enabled', async () => {
+    it.each([
+      ['the CLI', (id: string, enabled: boolean) => setClientEnabled(h.service, id, enabled)],
+      ['an admin PATCH', (id: string, enabled: boolean) => updateClientSettings(h.service, id, { enabled })],
+    ])('after its client was disabled (%s), and still once it is enabled again; later tokens are active', async (_way, setEnabled) => {
       const temp = await client({ client_name: 'temp', audience: [API] });
-      const res = await h.request.post('/oauth/token').type('form').set('Authorization', basic(temp.id, temp.secret)).send('grant_type=client_credentials');
-      const token = res.body.access_token as string;
+      const issueTemp = async () =>
+        (await h.request.post('/oauth/token').type('form').set('Authorization', basic(temp.id, temp.secret)).send('grant_type=client_credentials')).body.access_token as string;
+      const token = await issueTemp();
       expect((await introspect(token)).body.active).toBe(true);
-      await setClientEnabled(h.service, temp.id, false);
+      await setEnabled(temp.id, false);
       await expectInactive(token);
-      await setClientEnabled(h.service, temp.id, true);
-      expect((await introspect(token)).body.active).toBe(true);
+      await setEnabled(temp.id, true);
+      await expectInactive(token);
+      const later = Math.floor(h.clock.now() / 1000) + 1;
+      expect((await introspect(await mint(h, { sub: temp.id, client_id: temp.id, aud: API, iat: later }))).body.active).toBe(true);
     });
 
     it('after its client was deleted, even if a new client takes the same id', async () => {

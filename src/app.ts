@@ -62,6 +62,7 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     rateLimits: limits,
     log,
     limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl },
+    clock,
   });
   // oidc-provider's keystore is fixed when it is built, so a new active key means a new engine.
   // Its middleware runs inside our context, so the audit step sees its answer before it is sent.

@@ -10,7 +10,6 @@ import { overloadRefusal, type RefusalKey } from '../limits/refusals.js';
 export const INVALID_CLIENT = { error: 'invalid_client', error_description: 'client authentication failed' } as const;
 export const SERVER_ERROR = { error: 'server_error', error_description: 'the request could not be completed' } as const;
 export const TEMPORARILY_UNAVAILABLE = { error: 'temporarily_unavailable', error_description: 'too many requests are waiting; retry shortly' } as const;
-export const SIGNING_KEY_CHANGED = { error: 'temporarily_unavailable', error_description: 'the signing key changed; retry shortly' } as const;
 export const THROTTLED_DESCRIPTIONS: Readonly<Record<string, string>> = {
   auth_backoff: 'too many failed client authentications; retry later',
   token_rate_limited: 'too many tokens requested by this client; reuse a token until it expires',

@@ -15,6 +15,7 @@ import type { Middleware } from 'koa';
 import { Provider, errors, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
 
 import type { AuditLog } from '../audit/audit-log.js';
+import { epochSeconds, type Clock } from '../clock.js';
 import { noStore } from '../http/headers.js';
 
 import { authenticatedAs, requestIdOf } from '../http/request-context.js';
@@ -36,6 +37,7 @@ export interface TokenHookDeps {
   readonly rateLimits: Limits;
   readonly log: Logger;
   readonly limits: PolicyLimits;
+  readonly clock: Clock;
 }
 
 /** The functions oidc-provider calls during a token request (installed by provider/create-provider.ts). */
@@ -49,7 +51,14 @@ export interface TokenHooks {
   readonly onServerError: (ctx: KoaContextWithOIDC, err: Error) => void;
 }
 
-export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookDeps): TokenHooks {
+/** A refusal a retry a second later gets past (normalize-errors.ts answers it 503 with Retry-After). */
+class RetryShortly extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+  }
+}
+
+export function tokenHooks({ authenticate, rateLimits, log, limits, clock }: TokenHookDeps): TokenHooks {
   // Step 3: evaluated once per request, the first time the engine asks about the audience.
   function grantFor(ctx: KoaContextWithOIDC): Grant {
     const state = tokenState(ctx);
@@ -93,9 +102,13 @@ export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookD
       await rateLimits.takeToken(outcome.client.clientId, outcome.client.tokenRateLimit);
       // The shared rate limit may have waited on the database: the policy must judge the client
       // as it is now, not as it was before a change that has been answered meanwhile.
-      const now = await authenticate.reconfirm(this.clientId, presented, method);
-      if (!now.ok) throw new errors.InvalidClientAuth(now.reason);
-      tokenState(ctx).client = now.client;
+      const current = await authenticate.reconfirm(this.clientId, presented, method);
+      if (!current.ok) throw new errors.InvalidClientAuth(current.reason);
+      tokenState(ctx).client = current.client;
+      // Revocation counts whole seconds of iat: a token issued in the second its client's tokens
+      // were revoked would be inactive at introspection from the start.
+      const revokedBefore = current.client.tokensRevokedBefore;
+      if (revokedBefore !== null && revokedBefore >= epochSeconds(clock)) throw new RetryShortly('tokens_revoked_this_second');
       return true;
     },
 
@@ -130,6 +143,10 @@ export function tokenHooks({ authenticate, rateLimits, log, limits }: TokenHookD
     },
 
     onServerError: (ctx, err) => {
+      if (err instanceof RetryShortly) {
+        tokenState(ctx).failure = { reason: err.reason };
+        return;
+      }
       if (err instanceof Overloaded) {
         tokenState(ctx).failure = { reason: 'overloaded', refusal: overloadRefusal(rateLimits.addressUnit(ctx.ip)) };
         return;

@@ -2,8 +2,8 @@
  * The engine's error answers, made Tessera's. Every failed client authentication gets the same
  * answer, RFC 6749 §5.2 `invalid_client` with status 401 and a WWW-Authenticate challenge
  * (RFC 7235 §3.1), too much argon2 work waiting a `503 temporarily_unavailable` with Retry-After,
- * a request refused by a limit (limits/) `429` with Retry-After, a token whose key was revoked
- * while it was being signed `503` with Retry-After, and every internal failure the same generic
+ * a request refused by a limit (limits/) `429` with Retry-After, a few other failures that a retry
+ * a second later gets past `503` with Retry-After, and every internal failure the same generic
  * `server_error`.
  *
  * oidc-provider answers some failures before Tessera's secret check runs — no credentials, a
@@ -14,7 +14,7 @@
  */
 import type { Middleware } from 'koa';
 
-import { INVALID_CLIENT, RETRY_AFTER, SERVER_ERROR, SIGNING_KEY_CHANGED, TEMPORARILY_UNAVAILABLE, THROTTLED_DESCRIPTIONS, basicChallenge } from '../http/oauth-error.js';
+import { INVALID_CLIENT, RETRY_AFTER, SERVER_ERROR, TEMPORARILY_UNAVAILABLE, THROTTLED_DESCRIPTIONS, basicChallenge } from '../http/oauth-error.js';
 import { tokenState } from './request-state.js';
 
 const ENGINE_AUTH_FAILURES: ReadonlyMap<string, string> = new Map([
@@ -24,6 +24,15 @@ const ENGINE_AUTH_FAILURES: ReadonlyMap<string, string> = new Map([
   ['client_secret must be provided in the Authorization header', 'secret_missing'],
   // A client_id in the body with an empty client_secret: the engine sees no secret-based method.
   ['the provided authentication mechanism does not match the registered client authentication method', 'secret_missing'],
+]);
+
+/** Failures a retry a second later gets past, by reason code: `503` with Retry-After. */
+const RETRY_SHORTLY: ReadonlyMap<string, string> = new Map([
+  ['overloaded', TEMPORARILY_UNAVAILABLE.error_description],
+  // The key was revoked while the token was being signed: the retry signs with its replacement.
+  ['signing_key_revoked', 'the signing key changed; retry shortly'],
+  // A token issued in the second its client's tokens were revoked would be inactive from birth.
+  ['tokens_revoked_this_second', "the client's tokens were revoked this second; retry shortly"],
 ]);
 
 export function normalizeErrors(issuer: string): Middleware {
@@ -44,14 +53,10 @@ export function normalizeErrors(issuer: string): Middleware {
       ctx.status = 429;
       ctx.set('Retry-After', String(throttled.retryAfter));
       ctx.body = { error: 'temporarily_unavailable', error_description: THROTTLED_DESCRIPTIONS[throttled.key.reason] ?? 'too many requests' };
-    } else if (state.failure?.reason === 'overloaded') {
+    } else if (RETRY_SHORTLY.has(state.failure?.reason ?? '')) {
       ctx.status = 503;
       ctx.set('Retry-After', RETRY_AFTER);
-      ctx.body = { ...TEMPORARILY_UNAVAILABLE };
-    } else if (state.failure?.reason === 'signing_key_revoked') {
-      ctx.status = 503;
-      ctx.set('Retry-After', RETRY_AFTER);
-      ctx.body = { ...SIGNING_KEY_CHANGED };
+      ctx.body = { error: TEMPORARILY_UNAVAILABLE.error, error_description: RETRY_SHORTLY.get(state.failure!.reason) };
     } else if (ctx.status >= 500) {
       ctx.body = { ...SERVER_ERROR };
     }

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
-import { deleteClient, revokeSecret, setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
+import { deleteClient, revokeClientTokens, revokeSecret, setClientEnabled, updateClientSettings } from '../../src/clients/client.service.js';
 import { secretIdOf } from '../../src/clients/secret.js';
 import { loadConfig } from '../../src/config.js';
 import { CountingHasher, ISSUER, basic, startHarness, tamper, type Harness } from '../support/harness.js';
@@ -28,7 +28,10 @@ beforeAll(async () => {
   }));
 });
 afterAll(() => h.close());
-beforeEach(() => h.hasher.reset());
+beforeEach(() => {
+  h.hasher.reset();
+  h.clock.sync();
+});
 
 const token = (form: Record<string, string | string[]>, auth?: string) => {
   const req = h.request.post('/oauth/token').type('form');
@@ -290,6 +293,8 @@ describe('verified-credential cache', () => {
     await setClientEnabled(h.service, client.clientId, false);
     expect((await tokenFor(client.clientId, s)).status).toBe(401);
     await setClientEnabled(h.service, client.clientId, true);
+    // Disabling revoked the tokens issued up to its second: none is issued within it.
+    h.clock.advance(1);
     expect((await tokenFor(client.clientId, s)).status).toBe(200);
     await h.rotateSecret(client.clientId, 0);
     expect((await tokenFor(client.clientId, s)).status).toBe(401);
@@ -323,6 +328,25 @@ describe('verified-credential cache', () => {
       } finally {
         delete (h.hasher as { verify?: unknown }).verify;
       }
+    }
+  });
+});
+
+describe('tokens revoked this second', () => {
+  it('are not issued again within that second: 503 with Retry-After, then the retry gets an active token', async () => {
+    const { client, secret: s } = await h.createClient({ client_name: 'revoked-now', audience: [API] });
+    h.clock.freeze();
+    try {
+      await revokeClientTokens(h.service, client.clientId);
+      const refused = await token({ grant_type: 'client_credentials' }, basic(client.clientId, s));
+      expect(refused.status).toBe(503);
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(refused.body).toEqual({ error: 'temporarily_unavailable', error_description: "the client's tokens were revoked this second; retry shortly" });
+      expect((await h.auditRows('token.')).at(-1)).toMatchObject({ type: 'token.failed', client_id: client.clientId, reason: 'tokens_revoked_this_second' });
+      h.clock.advance(1);
+      expect((await token({ grant_type: 'client_credentials' }, basic(client.clientId, s))).status).toBe(200);
+    } finally {
+      h.clock.sync();
     }
   });
 });

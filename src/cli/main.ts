@@ -91,7 +91,8 @@ commands:
 
 every command but audit export takes --json: one JSON value on stdout.
 an id or kid that begins with "-" goes after "--", e.g. tessera keys revoke -- -g9_yLw…
-environment: DATABASE_URL, ACCESS_TOKEN_TTL, ACCESS_TOKEN_MAX_TTL, ARGON2_*, AUDIT_RETENTION_DAYS (see README).
+environment: the server's. DATABASE_URL, ISSUER (audience of --admin clients), KEYS_DIR, ACCESS_TOKEN_TTL,
+ACCESS_TOKEN_MAX_TTL, JWKS_MAX_AGE, KEY_RELOAD_INTERVAL, CLOCK_LEEWAY, ARGON2_*, AUDIT_RETENTION_DAYS (see README).
 `;
 
 class UsageError extends Error {}
@@ -328,10 +329,22 @@ export async function runCli(argv: readonly string[], env: NodeJS.ProcessEnv, io
       io.stderr.write(`tessera: ${err.message}\n`);
       return 1;
     }
+    // An operator's mistake or an outage, not a bug: no stack trace.
+    if (databaseUnavailable(err)) {
+      io.stderr.write(`tessera: cannot use the database (DATABASE_URL): ${(err as Error).message}\n`);
+      return 1;
+    }
     throw err;
   } finally {
     await db?.destroy();
   }
+}
+
+/** A SQLite file that cannot be opened or written, or a PostgreSQL server that cannot be reached or refuses the login. */
+function databaseUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  return /^(SQLITE_(CANTOPEN|NOTADB|PERM|READONLY|AUTH|IOERR|BUSY|FULL)(_[A-Z_]+)?|ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|28P01|28000|3D000)$/.test(code);
 }
 
 async function backupCommand(databaseUrl: string, file: string, values: Values, io: CliIo): Promise<number> {
@@ -341,6 +354,10 @@ async function backupCommand(databaseUrl: string, file: string, values: Values, 
   }
   if (existsSync(file)) {
     io.stderr.write(`tessera: ${file} exists; a backup never writes over a file\n`);
+    return 1;
+  }
+  if (!existsSync(databaseUrl)) {
+    io.stderr.write(`tessera: cannot use the database (DATABASE_URL): there is no ${databaseUrl}\n`);
     return 1;
   }
   await backupSqlite(databaseUrl, file);

@@ -285,6 +285,18 @@ describe('tessera migrate and rotate-secret', () => {
     expect(JSON.parse((await cli('migrate', '--json')).stdout)).toEqual({ applied: [], newer: [] });
   });
 
+  it('reports a database it cannot use in one line on stderr, without a stack trace', async () => {
+    const attempt = async (args: string[], databaseUrl: string) => {
+      let stderr = '';
+      const code = await runCli(args, { ...env, DATABASE_URL: databaseUrl }, { stdout: { write: () => true }, stderr: { write: (t: string) => (stderr += t) } });
+      return { code, stderr };
+    };
+    const oneLine = { code: 1, stderr: expect.stringMatching(/^tessera: cannot use the database \(DATABASE_URL\): [^\n]+\n$/) as unknown };
+    expect(await attempt(['backup', join(dir, 'never.db')], join(dir, 'absent', 'tessera.db'))).toMatchObject(oneLine);
+    expect(await attempt(['backup', join(dir, 'never.db')], dir)).toMatchObject(oneLine);
+    expect(await attempt(['migrate'], 'postgres://postgres@127.0.0.1:1/tessera')).toMatchObject(oneLine);
+  });
+
   it('backs up a SQLite database in use to a new, owner-only file, with the commits still in its WAL', async () => {
     const file = join(dir, 'backup.db');
     if (testDialect === 'postgres') {

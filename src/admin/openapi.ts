@@ -16,6 +16,15 @@ const errorResponses = {
   '403': { description: 'The token lacks the required scope (RFC 6750 insufficient_scope)', ...json(ref('Error')) },
 };
 const notFound = { '404': { description: 'No such resource', ...json(ref('Error')) } };
+/** Every operation that reads a JSON body (read-json.ts). */
+const bodyErrors = {
+  '413': { description: 'Body larger than ADMIN_BODY_LIMIT (invalid_request)', ...json(ref('Error')) },
+  '415': { description: 'Body is not application/json (unsupported_media_type)', ...json(ref('Error')) },
+};
+/** Operations that hash a new secret with argon2: refused at once when its queue is full. */
+const overloaded = {
+  '503': { description: 'Too much argon2 work waiting (temporarily_unavailable); retry after Retry-After', headers: { 'Retry-After': { schema: string } }, ...json(ref('Error')) },
+};
 const clientIdParam = { name: 'client_id', in: 'path', required: true, schema: string };
 const pageParams = [
   { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 200, default: 50 } },
@@ -174,8 +183,9 @@ export const openApiDocument = {
         responses: {
           '201': { description: 'Created', headers: { ETag: { schema: string } }, ...json(ref('CreatedClient')) },
           ...errorResponses,
-          '409': { description: 'client_id taken', ...json(ref('Error')) },
-          '415': { description: 'Body is not JSON', ...json(ref('Error')) },
+          ...bodyErrors,
+          ...overloaded,
+          '409': { description: 'client_id taken (conflict)', ...json(ref('Error')) },
         },
       },
     },
@@ -195,8 +205,8 @@ export const openApiDocument = {
           '200': { description: 'The updated client', headers: { ETag: { schema: string } }, ...json(ref('Client')) },
           ...errorResponses,
           ...notFound,
+          ...bodyErrors,
           '412': { description: 'The client changed since it was read', ...json(ref('Error')) },
-          '415': { description: 'Body is not JSON', ...json(ref('Error')) },
           '428': { description: 'If-Match missing', ...json(ref('Error')) },
         },
       },
@@ -214,9 +224,9 @@ export const openApiDocument = {
         security: write,
         requestBody: {
           required: false,
-          ...json({ type: 'object', properties: { previous_secret_expires_in: { type: 'integer', minimum: 0, default: 86400 } }, additionalProperties: false }),
+          ...json({ type: 'object', properties: { previous_secret_expires_in: { type: 'integer', minimum: 0, maximum: 31_536_000, default: 86400 } }, additionalProperties: false }),
         },
-        responses: { '201': { description: 'The new secret', ...json(ref('RotatedSecret')) }, ...errorResponses, ...notFound },
+        responses: { '201': { description: 'The new secret', ...json(ref('RotatedSecret')) }, ...errorResponses, ...bodyErrors, ...overloaded, ...notFound },
       },
     },
     '/admin/clients/{client_id}/secrets/{secret_id}': {
@@ -266,6 +276,7 @@ export const openApiDocument = {
           '201': { description: 'The next key (or, with now, the new active key)', ...json(ref('Rotation')) },
           '200': { description: 'A rotation was already pending; its next key', ...json(ref('Rotation')) },
           ...errorResponses,
+          ...bodyErrors,
         },
       },
     },

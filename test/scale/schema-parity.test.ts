@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { openDatabase, type Db } from '../../src/db/database.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
-import { createTestDatabase, type TestDatabase } from '../support/database.js';
+import { createTestDatabase, ownTables, type TestDatabase } from '../support/database.js';
 
 /** The kind of a column's type, which is what the code relies on. */
 function kind(dataType: string): string {
@@ -29,7 +29,7 @@ interface Shape {
 }
 
 async function shape(db: Db, indexes: () => Promise<{ table: string; columns: string }[]>): Promise<Record<string, Shape>> {
-  const tables = await db.introspection.getTables();
+  const tables = await ownTables(db);
   const found = await indexes();
   return Object.fromEntries(
     tables.map((table) => [

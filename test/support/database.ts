@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
-import { Migrator, sql } from 'kysely';
+import { Migrator, PostgresAdapter, sql, type TableMetadata } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
 
@@ -90,4 +90,15 @@ export function migratedDatabase(): { readonly db: Db } {
     rmSync(fixture.dir, { recursive: true, force: true });
   });
   return fixture;
+}
+
+/**
+ * The tables of the connection's own schema: kysely's introspection lists every schema's, and on
+ * PostgreSQL the other test files' schemas fill up alongside this one.
+ */
+export async function ownTables(db: Db): Promise<TableMetadata[]> {
+  const tables = await db.introspection.getTables();
+  if (!(db.getExecutor().adapter instanceof PostgresAdapter)) return tables;
+  const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db);
+  return tables.filter((t) => t.schema === rows[0]!.schema);
 }

@@ -35,6 +35,20 @@ const issue = async () =>
 const active = async (token: string) =>
   (await h.request.post('/oauth/introspect').type('form').set('Authorization', basic(rs.id, rs.secret)).send(`token=${token}`)).body.active as boolean;
 const jwks = async () => (await h.request.get('/.well-known/jwks.json')).body as { keys: { kid: string }[] };
+/** A token request during whose argon2 verify (a cache miss) `meanwhile` runs to completion. */
+const requestWhileVerifying = async (clientId: string, secret: string, meanwhile: () => Promise<unknown>) => {
+  const hasher = h.hasher;
+  const verify = (hash: string, presented: string) => Object.getPrototypeOf(hasher).verify.call(hasher, hash, presented) as Promise<boolean>;
+  hasher.verify = async (hash, presented) => {
+    await meanwhile();
+    return verify(hash, presented);
+  };
+  try {
+    return await h.request.post('/oauth/token').type('form').set('Authorization', basic(clientId, secret)).send('grant_type=client_credentials');
+  } finally {
+    delete (hasher as { verify?: unknown }).verify;
+  }
+};
 const verifyOffline = async (token: string) =>
   jwtVerify(token, createLocalJWKSet(await jwks()), { issuer: ISSUER, typ: 'at+jwt', algorithms: ['RS256'], currentDate: new Date(h.clock.now()) });
 
@@ -104,20 +118,10 @@ describe('rotation seen by gateways and resource servers', () => {
     const { client, secret } = await h.createClient({ client_name: 'slow', audience: [API] });
     const before = h.keystore.active.kid;
     // The rotation lands while this request's secret is being verified (cache miss: argon2 runs).
-    const hasher = h.hasher;
-    const verify = (hash: string, presented: string) => Object.getPrototypeOf(hasher).verify.call(hasher, hash, presented) as Promise<boolean>;
-    hasher.verify = async (hash, presented) => {
-      await h.keys.rotate({ now: true, actor: 'test' });
-      return verify(hash, presented);
-    };
-    try {
-      const res = await h.request.post('/oauth/token').type('form').set('Authorization', basic(client.clientId, secret)).send('grant_type=client_credentials');
-      expect(res.status).toBe(200);
-      expect(decodeProtectedHeader(res.body.access_token as string).kid).toBe(before);
-      expect(await active(res.body.access_token as string)).toBe(true);
-    } finally {
-      delete (hasher as { verify?: unknown }).verify;
-    }
+    const res = await requestWhileVerifying(client.clientId, secret, () => h.keys.rotate({ now: true, actor: 'test' }));
+    expect(res.status).toBe(200);
+    expect(decodeProtectedHeader(res.body.access_token as string).kid).toBe(before);
+    expect(await active(res.body.access_token as string)).toBe(true);
     expect(decodeProtectedHeader(await issue()).kid).not.toBe(before);
   });
 
@@ -125,20 +129,10 @@ describe('rotation seen by gateways and resource servers', () => {
     const { client, secret } = await h.createClient({ client_name: 'revoked-meanwhile', audience: [API] });
     const revoked = h.keystore.active.kid;
     // The emergency revocation lands while this request's secret is being verified.
-    const hasher = h.hasher;
-    const verify = (hash: string, presented: string) => Object.getPrototypeOf(hasher).verify.call(hasher, hash, presented) as Promise<boolean>;
-    hasher.verify = async (hash, presented) => {
-      await h.keys.revoke(revoked, 'test');
-      return verify(hash, presented);
-    };
-    try {
-      const res = await h.request.post('/oauth/token').type('form').set('Authorization', basic(client.clientId, secret)).send('grant_type=client_credentials');
-      expect(res.status).toBe(503);
-      expect(res.headers['retry-after']).toBe('1');
-      expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the signing key changed; retry shortly' });
-    } finally {
-      delete (hasher as { verify?: unknown }).verify;
-    }
+    const res = await requestWhileVerifying(client.clientId, secret, () => h.keys.revoke(revoked, 'test'));
+    expect(res.status).toBe(503);
+    expect(res.headers['retry-after']).toBe('1');
+    expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the signing key changed; retry shortly' });
     const row = (await h.auditRows('token.')).at(-1)!;
     expect(row).toMatchObject({ type: 'token.failed', client_id: client.clientId, error: 'temporarily_unavailable', reason: 'signing_key_revoked', jti: null });
 

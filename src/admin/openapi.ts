@@ -18,7 +18,7 @@ const errorResponses = {
 const notFound = { '404': { description: 'No such resource', ...json(ref('Error')) } };
 /** Every operation that reads a JSON body (read-json.ts). */
 const bodyErrors = {
-  '413': { description: 'Body larger than ADMIN_BODY_LIMIT (invalid_request)', ...json(ref('Error')) },
+  '413': { description: 'Body too large: ADMIN_BODY_LIMIT, or 1 KiB for a key rotation (invalid_request)', ...json(ref('Error')) },
   '415': { description: 'Body is not application/json (unsupported_media_type)', ...json(ref('Error')) },
 };
 /** Operations that hash a new secret with argon2: refused at once when its queue is full. */
@@ -45,7 +45,7 @@ const clientSettings = {
   token_endpoint_auth_method: { enum: ['client_secret_basic', 'client_secret_post'] },
   access_token_ttl: { type: ['integer', 'null'], minimum: 60, description: 'Seconds; null means ACCESS_TOKEN_TTL' },
   token_rate_limit: { type: ['integer', 'null'], minimum: 0, description: 'Tokens per minute; null means TOKEN_RATE_LIMIT, 0 no limit' },
-  enabled: { type: 'boolean', description: 'Setting false also revokes every token issued to the client so far; setting true again does not bring them back' },
+  enabled: { type: 'boolean', description: 'Changing it (either way) also revokes every token issued to the client so far' },
 };
 const clientProperties = {
   client_id: string,

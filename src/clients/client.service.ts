@@ -122,25 +122,21 @@ async function change<T>(deps: ClientServiceDeps, clientId: string, work: (trx: 
   return result;
 }
 
-/** One update of the client's row, audited as `type`. */
-async function updateOrThrow(deps: ClientServiceDeps, clientId: string, update: Parameters<typeof updateClient>[2], type: string, details?: Record<string, unknown>): Promise<void> {
-  await change(deps, clientId, async (trx) => {
-    if (!(await updateClient(trx, clientId, { ...update, updated_at: epochSeconds(deps.clock) }))) throw new UnknownClientError(`no client ${clientId}`);
-    return { result: undefined, event: { type, details } };
-  });
-}
-
 /**
- * A disabled client can neither get tokens nor authenticate. Disabling also revokes every token
- * issued up to now, as revoke-tokens does: enabling the client again, once a leaked secret is
- * rotated, must not bring back the tokens that were issued to whoever held it.
+ * A disabled client can neither get tokens nor authenticate. Disabling, and enabling again, each
+ * revoke every token issued up to then, as revoke-tokens does: enabling the client once a leaked
+ * secret is rotated must bring back neither the tokens issued to whoever held it nor any that an
+ * instance whose cache had not yet seen the disable issued meanwhile.
  */
 export async function setClientEnabled(deps: ClientServiceDeps, clientId: string, enabled: boolean): Promise<void> {
-  if (enabled) return updateOrThrow(deps, clientId, { enabled: 1 }, 'client.enabled');
   await change(deps, clientId, async (trx) => {
+    const current = await findClient(trx, clientId);
+    if (!current) throw new UnknownClientError(`no client ${clientId}`);
     const now = epochSeconds(deps.clock);
-    if (!(await updateClient(trx, clientId, { enabled: 0, tokens_revoked_before: now, updated_at: now }))) throw new UnknownClientError(`no client ${clientId}`);
-    return { result: undefined, event: { type: 'client.disabled', details: { revoked_before: now } } };
+    const revoked = current.enabled !== enabled ? { tokens_revoked_before: now } : {};
+    await updateClient(trx, clientId, { enabled: enabled ? 1 : 0, ...revoked, updated_at: now });
+    const details = current.enabled !== enabled ? { revoked_before: now } : undefined;
+    return { result: undefined, event: { type: enabled ? 'client.enabled' : 'client.disabled', details } };
   });
 }
 
@@ -189,8 +185,8 @@ export async function updateClientSettings(
     const merged = validateNewClient({ ...settings, ...patch }, { ...deps.limits, maxAccessTokenTtl: Math.max(deps.limits.maxAccessTokenTtl, kept) });
     const now = epochSeconds(deps.clock);
     const applied = settingsOf(merged);
-    // As setClientEnabled: disabling revokes the tokens issued so far.
-    const revoked = current.enabled && !applied.enabled ? { tokensRevokedBefore: now } : {};
+    // As setClientEnabled: disabling or enabling revokes the tokens issued so far.
+    const revoked = current.enabled !== applied.enabled ? { tokensRevokedBefore: now } : {};
     const next: Client = { ...current, ...applied, ...revoked, updatedAt: now };
     const before = presentClient(current) as unknown as Record<string, unknown>;
     const after = presentClient(next) as unknown as Record<string, unknown>;
@@ -199,7 +195,8 @@ export async function updateClientSettings(
       const { client_id: _id, created_at: _created, ...row } = toClientRow(next);
       await updateClient(trx, clientId, row);
     }
-    return { result: { client: changed.length > 0 ? next : current, changed }, event: changed.length > 0 ? { type: 'client.updated', details: { changed } } : undefined };
+    const details = { changed, ...('tokensRevokedBefore' in revoked ? { revoked_before: now } : {}) };
+    return { result: { client: changed.length > 0 ? next : current, changed }, event: changed.length > 0 ? { type: 'client.updated', details } : undefined };
   });
 }
 

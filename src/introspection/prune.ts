@@ -1,4 +1,4 @@
-/** Keeps the revocation list small: an entry is useless once its token has expired anyway. */
+/** Keeps the revocation list small: an entry is useless once its token has expired anyway (with a margin, revocation.repository.ts). */
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
 import type { Logger } from '../log.js';

@@ -215,7 +215,8 @@ export function countTokenRequests(metrics: Metrics): Middleware {
         outcome = 'issued';
         error = undefined;
       } else {
-        outcome = ctx.status === 429 || ctx.status === 503 ? 'refused' : 'failed';
+        // A limit or a full argon2 queue: capacity, not a failure (other 503s are failures).
+        outcome = tokenState(ctx).failure?.refusal ? 'refused' : 'failed';
         error = typeof body.error === 'string' ? body.error : 'server_error';
       }
     } finally {

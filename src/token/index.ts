@@ -15,6 +15,7 @@ import type { Middleware } from 'koa';
 import { Provider, errors, type KoaContextWithOIDC, type ResourceServer } from 'oidc-provider';
 
 import type { AuditLog } from '../audit/audit-log.js';
+import type { Client } from '../clients/client.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import { noStore } from '../http/headers.js';
 
@@ -59,6 +60,12 @@ class RetryShortly extends Error {
 }
 
 export function tokenHooks({ authenticate, rateLimits, log, limits, clock }: TokenHookDeps): TokenHooks {
+  // Revocation counts whole seconds of iat: a token issued in the second its client's tokens were
+  // revoked would be inactive at introspection from the start.
+  const refuseInRevokedSecond = (client: Client) => {
+    if (client.tokensRevokedBefore !== null && client.tokensRevokedBefore >= epochSeconds(clock)) throw new RetryShortly('tokens_revoked_this_second');
+  };
+
   // Step 3: evaluated once per request, the first time the engine asks about the audience.
   function grantFor(ctx: KoaContextWithOIDC): Grant {
     const state = tokenState(ctx);
@@ -99,16 +106,15 @@ export function tokenHooks({ authenticate, rateLimits, log, limits, clock }: Tok
       // Known before the rate limit may refuse it: the client proved its secret either way.
       tokenState(ctx).client = outcome.client;
       authenticatedAs(ctx, outcome.client.clientId);
+      // Before the rate limit takes a token, so that the retry is not refused for it.
+      refuseInRevokedSecond(outcome.client);
       await rateLimits.takeToken(outcome.client.clientId, outcome.client.tokenRateLimit);
       // The shared rate limit may have waited on the database: the policy must judge the client
       // as it is now, not as it was before a change that has been answered meanwhile.
       const current = await authenticate.reconfirm(this.clientId, presented, method);
       if (!current.ok) throw new errors.InvalidClientAuth(current.reason);
       tokenState(ctx).client = current.client;
-      // Revocation counts whole seconds of iat: a token issued in the second its client's tokens
-      // were revoked would be inactive at introspection from the start.
-      const revokedBefore = current.client.tokensRevokedBefore;
-      if (revokedBefore !== null && revokedBefore >= epochSeconds(clock)) throw new RetryShortly('tokens_revoked_this_second');
+      refuseInRevokedSecond(current.client);
       return true;
     },
 

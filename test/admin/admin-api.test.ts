@@ -546,7 +546,7 @@ describe('audit of admin writes, and secrets', () => {
     const rows = (await h.auditRows('client.')).filter((r) => r.client_id === id);
     expect(rows.map((r) => [r.type, JSON.parse(r.details!) as unknown])).toEqual([
       ['client.created', { actor: adminId, fields: ['client_name', 'audience'] }],
-      ['client.updated', { actor: adminId, changed: ['description', 'enabled'] }],
+      ['client.updated', { actor: adminId, changed: ['description', 'enabled'], revoked_before: expect.any(Number) as number }],
       ['client.secret_rotated', { actor: adminId, previous_secret_expires_in: 86_400 }],
       ['client.deleted', { actor: adminId }],
     ]);

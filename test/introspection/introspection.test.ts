@@ -186,12 +186,18 @@ describe('POST /oauth/introspect (RFC 7662)', () => {
         (await h.request.post('/oauth/token').type('form').set('Authorization', basic(temp.id, temp.secret)).send('grant_type=client_credentials')).body.access_token as string;
       const token = await issueTemp();
       expect((await introspect(token)).body.active).toBe(true);
+      h.clock.freeze();
+      const disabledAt = Math.floor(h.clock.now() / 1000);
       await setEnabled(temp.id, false);
       await expectInactive(token);
+      // Issued the next second by an instance whose cache had not seen the disable yet.
+      const whileDisabled = await mint(h, { sub: temp.id, client_id: temp.id, aud: API, iat: disabledAt + 1 });
+      h.clock.advance(2);
       await setEnabled(temp.id, true);
       await expectInactive(token);
-      const later = Math.floor(h.clock.now() / 1000) + 1;
-      expect((await introspect(await mint(h, { sub: temp.id, client_id: temp.id, aud: API, iat: later }))).body.active).toBe(true);
+      await expectInactive(whileDisabled);
+      h.clock.advance(1);
+      expect((await introspect(await mint(h, { sub: temp.id, client_id: temp.id, aud: API, iat: disabledAt + 3 }))).body.active).toBe(true);
     });
 
     it('after its client was deleted, even if a new client takes the same id', async () => {

@@ -8,6 +8,7 @@ import supertest from 'supertest';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { auditEvent } from '../../src/audit/audit-log.js';
+import { revokeClientTokens } from '../../src/clients/client.service.js';
 import { loadConfig, type ConfigError } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { createMetricsApp } from '../../src/ops/metrics.js';
@@ -128,7 +129,7 @@ describe('GET /metrics', () => {
     expect(value(samples, 'tessera_token_issuance_seconds_count')).toBe(3);
   });
 
-  it('counts each failure under its RFC error code, and 429 and 503 as refused', async () => {
+  it('counts each failure under its RFC error code, and the 429s and 503s of limits and overload as refused', async () => {
     const h = await start({ ARGON2_CONCURRENCY: '1', ARGON2_QUEUE: '0' });
     const scoped = await h.createClient({ client_name: 'scoped', audience: [API], scope: 'read' });
     const limited = await h.createClient({ client_name: 'limited', audience: [API], token_rate_limit: 1 });
@@ -145,7 +146,15 @@ describe('GET /metrics', () => {
     expect(overloaded).toBeGreaterThan(0);
     expect(flood.every((r) => r.status === 503 || r.status === 401)).toBe(true);
 
+    // A 503 a retry gets past that is not about capacity: a failure, not a refusal.
+    const revoked = await h.createClient({ client_name: 'revoked', audience: [API] });
+    h.clock.freeze();
+    await revokeClientTokens(h.service, revoked.client.clientId);
+    expect((await token(h, basic(revoked.client.clientId, revoked.secret))).status).toBe(503);
+    h.clock.sync();
+
     const { samples } = await scrape(h);
+    expect(value(samples, 'tessera_token_requests_total', { outcome: 'failed', error: 'temporarily_unavailable' })).toBe(1);
     expect(value(samples, 'tessera_token_requests_total', { outcome: 'failed', error: 'invalid_scope' })).toBe(1);
     expect(value(samples, 'tessera_token_requests_total', { outcome: 'failed', error: 'unsupported_grant_type' })).toBe(1);
     expect(value(samples, 'tessera_token_requests_total', { outcome: 'failed', error: 'invalid_client' })).toBe(1 + flood.length - overloaded);
@@ -153,7 +162,7 @@ describe('GET /metrics', () => {
     // The token rate limit (429) and the argon2 overload (503) answer temporarily_unavailable.
     expect(value(samples, 'tessera_token_requests_total', { outcome: 'refused', error: 'temporarily_unavailable' })).toBe(1 + overloaded);
     const total = samples.filter((s) => s.name === 'tessera_token_requests_total').reduce((sum, s) => sum + s.value, 0);
-    expect(total).toBe(5 + flood.length);
+    expect(total).toBe(6 + flood.length);
     expect(value(samples, 'tessera_token_issuance_seconds_count')).toBe(1);
   });
 

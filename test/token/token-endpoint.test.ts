@@ -334,7 +334,8 @@ describe('verified-credential cache', () => {
 
 describe('tokens revoked this second', () => {
   it('are not issued again within that second: 503 with Retry-After, then the retry gets an active token', async () => {
-    const { client, secret: s } = await h.createClient({ client_name: 'revoked-now', audience: [API] });
+    // One token a minute: the refusal must not use it up, or the retry would get 429.
+    const { client, secret: s } = await h.createClient({ client_name: 'revoked-now', audience: [API], token_rate_limit: 1 });
     h.clock.freeze();
     try {
       await revokeClientTokens(h.service, client.clientId);

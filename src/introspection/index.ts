@@ -88,9 +88,9 @@ function callerEndpoint<R extends string>(
       const caller = await authenticateCaller(deps.authenticate, credentials, deps.limits.addressUnit(credentials.remoteAddr));
       authenticatedAs(ctx, caller.clientId);
       const current = async () => {
-        const now = await deps.authenticate.reconfirm(credentials.clientId, credentials.secret, credentials.method);
-        if (!now.ok) throw OAuthError.invalidClient(now.reason);
-        return now.client;
+        const again = await deps.authenticate.reconfirm(credentials.clientId, credentials.secret, credentials.method);
+        if (!again.ok) throw OAuthError.invalidClient(again.reason);
+        return again.client;
       };
       const { body, audit, result } = await handle(current, form);
       Object.assign(event, { outcome: 'success', ...audit, details: JSON.stringify(audit.details) });
@@ -150,8 +150,8 @@ export function revokeEndpoint(deps: IntrospectionDeps): Middleware {
         result: 'unchanged',
       };
     }
-    const now = await caller();
-    if (now.clientId !== claims.client_id && !mayInspect(now, claims.aud)) {
+    const revoker = await caller();
+    if (revoker.clientId !== claims.client_id && !mayInspect(revoker, claims.aud)) {
       throw new OAuthError(400, 'unauthorized_client', 'the client may not revoke this token', 'not_permitted');
     }
     // Recorded whatever the client's state: a token inactive only because its client is disabled

@@ -21,7 +21,7 @@ export function authorizationServerMetadata(issuer: string): Record<string, unkn
     grant_types_supported: [...GRANT_TYPES],
     token_endpoint_auth_methods_supported: [...AUTH_METHODS],
     // RFC 8414 §2 requires this member and §3.2 says an empty one must be omitted; with no
-    // authorization endpoint the two cannot both hold. Kept, empty: every client library tried accepts it.
+    // authorization endpoint the two cannot both hold. Kept, empty: the JavaScript client libraries tried accept it.
     response_types_supported: [],
     introspection_endpoint: `${issuer}${INTROSPECTION_PATH}`,
     introspection_endpoint_auth_methods_supported: [...AUTH_METHODS],

@@ -1,6 +1,7 @@
 /**
  * The README's new-user flow against the built server, driven by unmodified, widely used
- * libraries: openid-client as the workload, jose and jwks-rsa + jsonwebtoken as gateways.
+ * libraries: openid-client as the workload, jose, jwks-rsa + jsonwebtoken and oauth4webapi's RFC 9068
+ * validation as gateways.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +10,7 @@ import { join } from 'node:path';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import jwt from 'jsonwebtoken';
 import jwksRsa from 'jwks-rsa';
+import * as o4w from 'oauth4webapi';
 import * as oauth from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -159,6 +161,15 @@ describe('gateways verify offline against the JWKS found through discovery', () 
     const key = await jwksRsa({ jwksUri }).getSigningKey(header.kid);
     const payload = jwt.verify(accessToken, key.getPublicKey(), { algorithms: ['RS256'], issuer, audience: API }) as jwt.JwtPayload;
     expect(payload.client_id).toBe(clientId);
+  });
+
+  it('oauth4webapi: the RFC 9068 validation of a request bearing the token, with metadata from discovery', async () => {
+    const url = new URL(issuer);
+    const as = await o4w.processDiscoveryResponse(url, await o4w.discoveryRequest(url, { algorithm: 'oauth2', [o4w.allowInsecureRequests]: true }));
+    const request = (token: string) => new Request(`${API}/data`, { headers: { authorization: `Bearer ${token}` } });
+    const claims = await o4w.validateJwtAccessToken(as, request(accessToken), API, { [o4w.allowInsecureRequests]: true });
+    expect(claims).toMatchObject({ iss: issuer, aud: API, sub: clientId, client_id: clientId, scope: 'read:data' });
+    await expect(o4w.validateJwtAccessToken(as, request(accessToken), 'https://other.example.com', { [o4w.allowInsecureRequests]: true })).rejects.toThrow();
   });
 
   it('a tampered token fails verification', async () => {

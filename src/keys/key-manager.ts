@@ -75,6 +75,8 @@ export class KeyManager {
   #current: Keystore;
   #fingerprint: string;
   readonly #listeners: ((keystore: Keystore) => void)[] = [];
+  #reloadsStarted = 0;
+  #newestApplied = 0;
 
   private constructor(
     private readonly policy: KeyPolicy,
@@ -123,7 +125,12 @@ export class KeyManager {
    * stay on one set of keys, and the next reload tries again.
    */
   async reload(): Promise<void> {
+    const started = ++this.#reloadsStarted;
     const files = await readDirectory(this.policy.dir);
+    // A reload that began later read the directory later: one that began earlier but finished
+    // after it (a scheduled tick overtaken by an operator's revocation) must not undo it.
+    if (started < this.#newestApplied) return;
+    this.#newestApplied = started;
     const next = fingerprint(files);
     if (next === this.#fingerprint) return;
     const keystore = new Keystore(files.map(toSigningKey));

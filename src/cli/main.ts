@@ -72,7 +72,7 @@ commands:
   clients rotate-secret <client_id> [--previous-expires-in <seconds>]
                                            new secret; the previous one works for 86400 s by default (0: revoke now)
   clients disable <client_id>              refuse its credentials; its tokens so far are revoked
-  clients enable <client_id>               accept its credentials again; its tokens so far are revoked
+  clients enable <client_id>               accept its credentials again; no earlier token comes back
   clients delete <client_id>               delete it and its secrets; its tokens become inactive
   clients revoke-tokens <client_id>        make every token it holds now inactive
   keys list                                signing keys: kid, state, times (never key material)

@@ -123,19 +123,20 @@ async function change<T>(deps: ClientServiceDeps, clientId: string, work: (trx: 
 }
 
 /**
- * A disabled client can neither get tokens nor authenticate. Disabling, and enabling again, each
- * revoke every token issued up to then, as revoke-tokens does: enabling the client once a leaked
- * secret is rotated must bring back neither the tokens issued to whoever held it nor any that an
- * instance whose cache had not yet seen the disable issued meanwhile.
+ * A disabled client can neither get tokens nor authenticate. Disabling revokes every token issued
+ * up to then, as revoke-tokens does, and so does enabling a disabled client: enabling it once a
+ * leaked secret is rotated must bring back neither the tokens issued to whoever held it nor any
+ * that an instance whose cache had not yet seen the disable issued meanwhile. Enabling a client
+ * that is enabled revokes nothing.
  */
 export async function setClientEnabled(deps: ClientServiceDeps, clientId: string, enabled: boolean): Promise<void> {
   await change(deps, clientId, async (trx) => {
     const current = await findClient(trx, clientId);
     if (!current) throw new UnknownClientError(`no client ${clientId}`);
     const now = epochSeconds(deps.clock);
-    const revoked = current.enabled !== enabled ? { tokens_revoked_before: now } : {};
-    await updateClient(trx, clientId, { enabled: enabled ? 1 : 0, ...revoked, updated_at: now });
-    const details = current.enabled !== enabled ? { revoked_before: now } : undefined;
+    const revoke = !enabled || !current.enabled;
+    await updateClient(trx, clientId, { enabled: enabled ? 1 : 0, ...(revoke ? { tokens_revoked_before: now } : {}), updated_at: now });
+    const details = revoke ? { revoked_before: now } : undefined;
     return { result: undefined, event: { type: enabled ? 'client.enabled' : 'client.disabled', details } };
   });
 }

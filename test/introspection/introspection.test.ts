@@ -200,6 +200,20 @@ describe('POST /oauth/introspect (RFC 7662)', () => {
       expect((await introspect(await mint(h, { sub: temp.id, client_id: temp.id, aud: API, iat: disabledAt + 3 }))).body.active).toBe(true);
     });
 
+    it('after a repeated disable too; enabling a client that is enabled revokes nothing', async () => {
+      h.clock.freeze();
+      const temp = await client({ client_name: 'twice', audience: [API] });
+      const revokedBefore = async () =>
+        (await h.db.selectFrom('clients').select('tokens_revoked_before').where('client_id', '=', temp.id).executeTakeFirstOrThrow()).tokens_revoked_before;
+      await setClientEnabled(h.service, temp.id, true);
+      expect(await revokedBefore()).toBeNull();
+      await setClientEnabled(h.service, temp.id, false);
+      const first = Number(await revokedBefore());
+      h.clock.advance(10);
+      await setClientEnabled(h.service, temp.id, false);
+      expect(Number(await revokedBefore())).toBe(first + 10);
+    });
+
     it('after its client was deleted, even if a new client takes the same id', async () => {
       h.clock.advance(-60);
       await h.createClient({ client_id: 'reused-id', client_name: 'first', audience: [API] });

@@ -3,7 +3,6 @@
  * loads the keys, then passes them in.
  */
 import Koa from 'koa';
-import compose from 'koa-compose';
 
 import { adminRoutes } from './admin/index.js';
 import type { AuditLog } from './audit/audit-log.js';
@@ -28,10 +27,9 @@ import type { Keystore } from './keys/keystore.js';
 import type { Logger } from './log.js';
 import { HEALTH_PATH, READY_PATH, healthz, readyz } from './ops/health.js';
 import { METRICS_PATH, serveMetrics, type Metrics } from './ops/metrics.js';
-import { createProvider } from './provider/create-provider.js';
+import { createTokenMinter } from './provider/mint-token.js';
 import { createAuthenticator } from './token/authenticate-client.js';
-import { tokenEndpoint, tokenHooks } from './token/index.js';
-import { tokenState } from './token/request-state.js';
+import { tokenEndpoint } from './token/index.js';
 
 export interface AppDeps {
   readonly db: Db;
@@ -57,39 +55,22 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   const verified = new VerifiedCredentialCache({ ttlMs: config.credentialCacheTtl * 1000, maxEntries: config.credentialCacheSize, clock });
   metrics.watch({ hasher, auditLog, verified, keys });
   const authenticate = createAuthenticator({ db, records, limits, hasher, verified, lastUse, clock });
-  const hooks = tokenHooks({
-    authenticate,
-    rateLimits: limits,
-    log,
-    limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl },
-    clock,
-  });
-  // oidc-provider's keystore is fixed when it is built, so a new active key means a new engine.
-  // Its middleware runs inside our context, so the audit step sees its answer before it is sent.
-  // A request keeps the engine it started with, and signs with that engine's key, even if the
-  // active key changes while it is being handled.
-  const buildEngine = (keystore: Keystore) => ({
-    kid: keystore.active.kid,
-    run: compose(createProvider({ issuer: config.issuer, keystore, hooks, trustProxy: config.trustProxy, clientInstances: config.credentialCacheSize }).middleware),
-  });
-  let engine = buildEngine(keys.current);
+  // oidc-provider's keystore is fixed when it is built, so a new active key means a new minter. A
+  // request keeps the minter it took, and signs with that key, even if the active key changes
+  // meanwhile (token/index.ts then withholds a token whose key was revoked).
+  const buildMinter = (keystore: Keystore) => createTokenMinter({ issuer: config.issuer, keystore, clientInstances: config.credentialCacheSize });
+  let minter = buildMinter(keys.current);
   keys.onChange((keystore) => {
-    if (keystore.active.kid !== engine.kid) engine = buildEngine(keystore);
+    if (keystore.active.kid !== minter.kid) minter = buildMinter(keystore);
   });
   const cors = tokenCors(config.tokenCorsOrigins);
   const token = tokenEndpoint({
-    engine: async (ctx, next) => {
-      const current = engine;
-      const state = tokenState(ctx);
-      state.signingKid = current.kid;
-      await current.run(ctx, next);
-      // Revoked (or deleted) while this request was under way: its token could never verify, and
-      // the revocation may already have been answered as taking effect at once.
-      if (ctx.status === 200 && keys.current.verificationKey(current.kid) === undefined) {
-        state.failure = { reason: 'signing_key_revoked' };
-        ctx.status = 503;
-      }
-    },
+    authenticate,
+    rateLimits: limits,
+    limits: { defaultTtl: config.accessTokenTtl, maxTtl: config.accessTokenMaxTtl },
+    minter: () => minter,
+    keys,
+    clock,
     auditLog,
     refusals: limits.refusals,
     cors: cors.response,

@@ -1,6 +1,8 @@
 /**
- * RFC 6749 §5.2 error answers for the endpoints Tessera serves itself (introspection, revocation),
- * and the bodies and challenge every OAuth endpoint shares.
+ * RFC 6749 §5.2 error answers for the OAuth endpoints (token, introspection, revocation): every
+ * failed client authentication gets the same 401 `invalid_client` with a challenge, a refusal by a
+ * limit 429 and too much waiting work 503, both with Retry-After, and the reason goes to the audit
+ * log only.
  */
 import type { Context } from 'koa';
 
@@ -21,7 +23,15 @@ export const RETRY_AFTER = '1';
 export const basicChallenge = (issuer: string): string =>
   `Basic realm="${issuer}", error="${INVALID_CLIENT.error}", error_description="${INVALID_CLIENT.error_description}"`;
 
-export type OAuthErrorCode = 'invalid_request' | 'invalid_client' | 'unauthorized_client' | 'unsupported_token_type' | 'temporarily_unavailable';
+export type OAuthErrorCode =
+  | 'invalid_request'
+  | 'invalid_client'
+  | 'unauthorized_client'
+  | 'unsupported_grant_type'
+  | 'invalid_scope'
+  | 'invalid_target'
+  | 'unsupported_token_type'
+  | 'temporarily_unavailable';
 
 export class OAuthError extends Error {
   constructor(
@@ -31,7 +41,7 @@ export class OAuthError extends Error {
     readonly description: string,
     /** Internal reason code, for the audit log only. */
     readonly reason: string,
-    /** Seconds, for 429 and 503 answers. */
+    /** Seconds, for 429 answers (503s always say 1). */
     readonly retryAfter?: number,
     /** Set when a limit refused the request: its audit row may be aggregated. */
     readonly refusal?: RefusalKey,
@@ -52,8 +62,17 @@ export class OAuthError extends Error {
     return new OAuthError(429, 'temporarily_unavailable', THROTTLED_DESCRIPTIONS[err.key.reason] ?? 'too many requests', err.key.reason, err.retryAfter, err.key);
   }
 
+  /** A failure a retry a second later gets past. */
+  static retryShortly(description: string, reason: string): OAuthError {
+    return new OAuthError(503, 'temporarily_unavailable', description, reason);
+  }
+
   static invalidRequest(description: string, reason: string, status = 400): OAuthError {
     return new OAuthError(status, 'invalid_request', description, reason);
+  }
+
+  static duplicateParameter(name: string): OAuthError {
+    return OAuthError.invalidRequest(`parameter ${name.slice(0, 64)} must not be repeated`, 'duplicate_parameter');
   }
 }
 

@@ -2,7 +2,7 @@
  * POST /oauth/introspect (RFC 7662) and POST /oauth/revoke (RFC 7009), served by Tessera itself:
  * oidc-provider refuses to introspect or revoke JWT access tokens. Each call goes:
  *   1. http/read-form.ts          strict form body
- *   2. authenticate-caller.ts     the caller is a client, verified as at the token endpoint
+ *   2. http/client-credentials.ts the caller is a client, verified as at the token endpoint
  *   3. inspect-token.ts           verify-token.ts (jose, our keys) + revocation and client standing
  *   4. the answer                 introspect: active claims or {"active": false}; revoke: 200, empty
  *   5. audit                      one row per call, committed before the answer leaves
@@ -15,13 +15,13 @@ import { epochSeconds, type Clock } from '../clock.js';
 import type { Client } from '../clients/client.js';
 import type { Db } from '../db/database.js';
 import { repeatedAuthorization } from '../http/headers.js';
+import { basicClientId, readClientCredentials } from '../http/client-credentials.js';
 import { OAuthError, writeOAuthError } from '../http/oauth-error.js';
 import { readForm, type Form } from '../http/read-form.js';
 import { authenticatedAs, requestSource } from '../http/request-context.js';
 import type { Limits } from '../limits/index.js';
 import type { CallOutcome, IntrospectionResult, Metrics, RevocationResult } from '../ops/metrics.js';
-import type { Authenticator } from '../token/authenticate-client.js';
-import { authenticateCaller, basicClientId, mayInspect, readClientCredentials } from './authenticate-caller.js';
+import { authenticateOrThrow, type Authenticator } from '../token/authenticate-client.js';
 import type { TokenInspector } from './inspect-token.js';
 import { insertRevokedToken } from './revocation.repository.js';
 
@@ -48,6 +48,11 @@ interface Handled<R extends string> {
  * its own awaits, so a change answered meanwhile (the caller disabled or narrowed) applies.
  */
 type Handler<R extends string> = (caller: () => Promise<Client>, form: Form) => Promise<Handled<R>>;
+
+/** RFC 7662 §4: a resource server learns only about tokens for the audiences it serves. */
+function mayInspect(caller: Client, audience: string): boolean {
+  return caller.introspectionAudiences.includes('*') || caller.introspectionAudiences.includes(audience);
+}
 
 function requiredToken(form: Form): string {
   const token = form.get('token');
@@ -85,7 +90,7 @@ function callerEndpoint<R extends string>(
       const form = await readForm(ctx);
       const credentials = { ...readClientCredentials(ctx.get('authorization'), form), remoteAddr: ctx.ip };
       event.client_id = scrub(credentials.clientId);
-      const caller = await authenticateCaller(deps.authenticate, credentials, deps.limits.addressUnit(credentials.remoteAddr));
+      const caller = await authenticateOrThrow(deps.authenticate, credentials, deps.limits.addressUnit(credentials.remoteAddr));
       authenticatedAs(ctx, caller.clientId);
       const current = async () => {
         const again = await deps.authenticate.reconfirm(credentials.clientId, credentials.secret, credentials.method);

@@ -1,32 +1,23 @@
 /**
- * oidc-provider's storage adapter, for the Client model only: every other model oidc-provider
- * knows (sessions, grants, opaque tokens) belongs to routes Tessera does not serve, and JWT access
- * tokens are never stored, so reaching any other model is a bug and fails loudly.
+ * oidc-provider's storage adapter, for the Client model only: JWT access tokens are never stored,
+ * and every other model oidc-provider knows (sessions, grants, opaque tokens) belongs to routes
+ * Tessera does not serve, so reaching one is a bug and fails loudly.
  *
- * Every client_id gets the same stand-in metadata, without touching the database: the engine only
- * needs a secret-based client to call Client#compareClientSecret on, and authenticate-client.ts is
- * the one place that looks the client up, checks its secret, its state and its own auth method.
- * (The engine accepts Basic or post for either secret method, so the method given here decides
- * nothing.) An id that names no client is therefore handled exactly like one that does, and is
- * refused after the same argon2 work.
+ * The minter (mint-token.ts) needs the engine's Client for the token's client_id and nothing else:
+ * every id gets the same stand-in metadata, without touching the database. Only clients that
+ * authenticate-client.ts has verified ever get here.
  */
 import { randomBytes } from 'node:crypto';
 
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 
-// The engine only accepts client_ids of printable ASCII (RFC 6749 VSCHAR). Any other presented id
-// cannot name a Tessera client, so its decoy carries this stand-in, which no client can have ('!'
-// is outside Tessera's client_id alphabet), and is refused like every unknown client.
-const UNREPRESENTABLE_ID = '!unrepresentable-client-id';
-const VSCHAR = /^[\x20-\x7E]{1,1024}$/;
-
-// oidc-provider insists that secret-based clients carry a client_secret. Tessera never lets it
-// compare one (compareClientSecret is replaced), so each process uses a random, unusable value.
+// oidc-provider insists that secret-based clients carry a client_secret. It never compares one
+// (Tessera authenticates clients itself), so each process uses a random, unusable value.
 const UNUSED_SECRET = randomBytes(32).toString('base64url');
 
-export function providerClientMetadata(clientId: string): AdapterPayload {
+function providerClientMetadata(clientId: string): AdapterPayload {
   return {
-    client_id: VSCHAR.test(clientId) ? clientId : UNREPRESENTABLE_ID,
+    client_id: clientId,
     client_secret: UNUSED_SECRET,
     grant_types: ['client_credentials'],
     response_types: [],

@@ -4,7 +4,6 @@
  */
 import { decodeJwt } from 'jose';
 import type { Context, Middleware } from 'koa';
-import type { KoaContextWithOIDC } from 'oidc-provider';
 
 import { scrub, type AuditEvent, type AuditLog } from '../audit/audit-log.js';
 import { requestIdOf, requestSource } from '../http/request-context.js';
@@ -20,22 +19,20 @@ interface TokenResponseBody {
 }
 
 export function tokenAuditEvent(ctx: Context): AuditEvent {
-  const oidc = (ctx as Partial<KoaContextWithOIDC>).oidc;
-  // The form as received: the engine's params are rewritten on the way (e.g. default scopes).
-  const form = (oidc?.body ?? {}) as Record<string, unknown>;
-  const body = (ctx.body ?? {}) as TokenResponseBody;
   const state = tokenState(ctx);
+  const form = state.form;
+  const body = (ctx.body ?? {}) as TokenResponseBody;
   const issued = ctx.status === 200 && typeof body.access_token === 'string' ? decodeJwt(body.access_token) : undefined;
 
   return {
     type: issued ? 'token.issued' : 'token.failed',
     outcome: issued ? 'success' : 'failure',
-    // As presented: from the form (post) or as the engine decoded it from the Basic header.
-    client_id: scrub(form.client_id ?? oidc?.client?.clientId),
+    // As presented, from the Basic header or the form: proven only when the outcome is a success.
+    client_id: scrub(state.presentedClientId),
     ...requestSource(ctx),
-    requested_scope: scrub(form.scope, 1024),
+    requested_scope: scrub(form?.get('scope'), 1024),
     granted_scope: issued ? scrub(body.scope, 1024) : null,
-    audience: scrub(state.grant?.audience ?? form.resource ?? form.audience, 512),
+    audience: scrub(state.grant?.audience ?? form?.get('resource') ?? form?.get('audience'), 512),
     jti: typeof issued?.jti === 'string' ? issued.jti : null,
     token_expires_at: typeof issued?.exp === 'number' ? issued.exp : null,
     error: issued ? null : (scrub(body.error, 64) ?? 'server_error'),

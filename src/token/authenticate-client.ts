@@ -18,6 +18,7 @@ import { Overloaded } from '../clients/work-pool.js';
 import type { VerifiedCredentialCache } from '../clients/verified-credentials.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import type { Db } from '../db/database.js';
+import { OAuthError } from '../http/oauth-error.js';
 import { Throttled, type Limits } from '../limits/index.js';
 
 const LAST_USED_PRECISION = 60;
@@ -143,4 +144,19 @@ export function createAuthenticator({ db, records, limits, hasher, verified, las
       return secretId === undefined ? Promise.resolve<AuthOutcome>({ ok: false, reason: 'secret_mismatch' }) : judgeCurrent(clientId, secretId, method);
     },
   });
+}
+
+/**
+ * The authenticated client, or the OAuthError its endpoint answers: 401 invalid_client for every
+ * failure alike, 429 for a back-off, 503 for a full argon2 queue. `addressUnit` is the caller's
+ * address as the limits count it, which refusals are aggregated by.
+ */
+export async function authenticateOrThrow(authenticate: Authenticator, credentials: PresentedCredentials, addressUnit: string): Promise<Client> {
+  const outcome = await authenticate(credentials).catch((err: unknown) => {
+    if (err instanceof Overloaded) throw OAuthError.overloaded(addressUnit);
+    if (err instanceof Throttled) throw OAuthError.throttled(err);
+    throw err;
+  });
+  if (!outcome.ok) throw OAuthError.invalidClient(outcome.reason);
+  return outcome.client;
 }

@@ -1,22 +1,18 @@
 /**
- * Step 1 of a token request: what did the workload ask for? oidc-provider has already read the
- * form body and rejected duplicated parameters it knows (RFC 6749 §3.2); this reads the two it
- * leaves to us: the audience, named by `resource` (RFC 8707) or by the widespread `audience`
- * parameter, and the scope.
+ * Step 1 of a token request: the form, read strictly (http/read-form.ts: 16 KiB, UTF-8, every
+ * parameter at most once, RFC 6749 §3.2), and what the workload asked for: the grant type, the
+ * scope, and the audience, named by `resource` (RFC 8707) or by the widespread `audience` parameter.
  */
-import type { Middleware } from 'koa';
+import type { Context, Middleware } from 'koa';
 
 import { repeatedAuthorization } from '../http/headers.js';
-import { FORM_LIMIT_BYTES } from '../http/read-form.js';
+import { OAuthError } from '../http/oauth-error.js';
+import { FORM_LIMIT_BYTES, readForm, type Form } from '../http/read-form.js';
 import { tokenState } from './request-state.js';
 
 export type RequestedAudience =
   | { readonly kind: 'none' }
   | { readonly kind: 'requested'; readonly value: string }
-  /** `resource` given more than once: RFC 8707 allows it, Tessera issues for one audience. */
-  | { readonly kind: 'several' }
-  /** `audience` given more than once: a duplicated parameter (RFC 6749 §3.2). */
-  | { readonly kind: 'duplicated' }
   | { readonly kind: 'conflicting' };
 
 export interface TokenRequest {
@@ -25,51 +21,46 @@ export interface TokenRequest {
   readonly audience: RequestedAudience;
 }
 
-type FormValue = string | string[] | undefined;
+/** A token request needs a handful of parameters; a form naming more than this is refused. */
+export const MAX_PARAMETERS = 100;
 
-export interface RawTokenParams {
-  readonly scope?: FormValue;
-  readonly resource?: FormValue;
-  readonly audience?: FormValue;
+/** RFC 8707 allows `resource` more than once; Tessera issues a token for one audience. */
+const repeated = (name: string) =>
+  name === 'resource' ? new OAuthError(400, 'invalid_target', 'only one audience may be requested', 'audience_repeated') : OAuthError.duplicateParameter(name);
+
+/** Reads the form and checks the grant type: nothing here costs argon2 work. */
+export async function readTokenForm(ctx: Context): Promise<Form> {
+  const form = await readForm(ctx, repeated);
+  if (form.size > MAX_PARAMETERS) throw OAuthError.invalidRequest(`the request must not have more than ${MAX_PARAMETERS} parameters`, 'too_many_parameters');
+  const grantType = form.get('grant_type');
+  if (grantType === undefined || grantType === '') throw OAuthError.invalidRequest('the grant_type parameter is required', 'grant_type_missing');
+  if (grantType !== 'client_credentials') {
+    throw new OAuthError(400, 'unsupported_grant_type', 'only the client_credentials grant type is supported', 'grant_type_unsupported');
+  }
+  return form;
 }
 
-export function parseTokenRequest(params: RawTokenParams): TokenRequest {
-  return { scopes: parseScope(params.scope), audience: parseAudience(params.resource, params.audience) };
+export function parseTokenRequest(form: Form): TokenRequest {
+  return { scopes: parseScope(form.get('scope')), audience: parseAudience(form.get('resource'), form.get('audience')) };
 }
 
-function parseScope(scope: FormValue): string[] | undefined {
-  if (typeof scope !== 'string') return undefined;
+function parseScope(scope: string | undefined): string[] | undefined {
+  if (scope === undefined) return undefined;
   const scopes = [...new Set(scope.split(' ').filter(Boolean))];
   return scopes.length > 0 ? scopes : undefined;
 }
 
-function parseAudience(resource: FormValue, audience: FormValue): RequestedAudience {
-  if (Array.isArray(audience)) return { kind: 'duplicated' };
-  if (Array.isArray(resource)) return { kind: 'several' };
-  // An empty value counts as absent, as the engine treats every empty parameter.
-  const named = [resource, audience].filter((v): v is string => typeof v === 'string' && v !== '');
+function parseAudience(resource: string | undefined, audience: string | undefined): RequestedAudience {
+  // An empty value counts as absent, as for every parameter (RFC 6749 §3.1).
+  const named = [resource, audience].filter((v): v is string => v !== undefined && v !== '');
   if (named.length > 1) return { kind: 'conflicting' };
   return named[0] === undefined ? { kind: 'none' } : { kind: 'requested', value: named[0] };
 }
 
 /**
- * The engine reads at most 1,000 parameters and drops the rest unseen, a repeated one included
- * (RFC 6749 §3.2): a request naming more than this many is refused instead. A token request needs
- * a handful.
- */
-export const MAX_PARAMETERS = 100;
-
-export function tooManyParameters(body: Readonly<Record<string, unknown>> | undefined): boolean {
-  let count = 0;
-  for (const value of Object.values(body ?? {})) count += Array.isArray(value) ? value.length : 1;
-  return count > MAX_PARAMETERS;
-}
-
-/**
- * Before the engine reads the body: one Authorization header at most (http/headers.ts), at most
- * FORM_LIMIT_BYTES (16 KiB, as at introspection; the engine alone would take 56 KiB), and its length
- * declared up front (RFC 9110 §15.5.12, 411), so a body is refused before a byte of it is read.
- * Every OAuth client sends Content-Length on a form.
+ * Before the body is read: one Authorization header at most (http/headers.ts), at most
+ * FORM_LIMIT_BYTES (16 KiB), and its length declared up front (RFC 9110 §15.5.12, 411), so a body
+ * is refused before a byte of it is read. Every OAuth client sends Content-Length on a form.
  */
 export const limitTokenBody: Middleware = async (ctx, next) => {
   const declared = ctx.request.length;

@@ -34,12 +34,6 @@ export function decide(client: Client, request: TokenRequest, limits: PolicyLimi
   }
 
   const { audience } = request;
-  if (audience.kind === 'several') {
-    return deny('invalid_target', 'only one audience may be requested', 'audience_repeated');
-  }
-  if (audience.kind === 'duplicated') {
-    return deny('invalid_request', 'audience must not be repeated', 'duplicate_parameter');
-  }
   if (audience.kind === 'conflicting') {
     return deny('invalid_request', 'use either resource or audience, not both', 'audience_conflict');
   }

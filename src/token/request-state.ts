@@ -1,20 +1,20 @@
 /** What the steps of one token request learn about it, kept on `ctx.state.token`. */
 import type { Client } from '../clients/client.js';
-import type { Throttled } from '../limits/index.js';
+import type { Form } from '../http/read-form.js';
 import type { RefusalKey } from '../limits/refusals.js';
 import type { Grant } from './policy.js';
 
 export interface TokenRequestState {
+  /** Set once the body has been read. */
+  form?: Form;
+  /** The client_id as presented, before it is proven: for attributing a failed request. */
+  presentedClientId?: string;
   /** Set once the secret is verified. */
   client?: Client;
   grant?: Grant;
-  /** The key of the engine handling this request: the one it can sign with. */
-  signingKid?: string;
-  /** Why the request failed, for the audit log only: a Tessera reason code or the engine's own words. */
+  /** Why the request failed, for the audit log only: a Tessera reason code. */
   failure?: {
     reason: string;
-    description?: string | undefined;
-    throttled?: Throttled | undefined;
     /** Set when a limit or the overloaded argon2 queue refused the request: its audit row may be aggregated. */
     refusal?: RefusalKey | undefined;
   };
@@ -25,4 +25,3 @@ export function tokenState(ctx: { state: unknown }): TokenRequestState {
   const state = ctx.state as { token?: TokenRequestState };
   return (state.token ??= {});
 }
-

@@ -52,7 +52,8 @@ describe('audit log of the token endpoint', () => {
     ['wrong secret', 'grant_type=client_credentials', () => basic(id, 'tsec_0123456789abcdef_' + 'x'.repeat(43)), 'invalid_client', 'secret_mismatch', () => id],
     ['scope not allowed', 'grant_type=client_credentials&scope=admin', () => basic(id, secret), 'invalid_scope', 'scope_not_allowed', () => id],
     ['audience not allowed', 'grant_type=client_credentials&audience=https://x.example.com', () => basic(id, secret), 'invalid_target', 'audience_not_allowed', () => id],
-    ['unsupported grant', 'grant_type=password', () => basic(id, secret), 'unsupported_grant_type', 'unsupported grant_type requested', () => id],
+    ['unsupported grant', 'grant_type=password', () => basic(id, secret), 'unsupported_grant_type', 'grant_type_unsupported', () => id],
+    ['no grant type', 'scope=read:data', () => basic(id, secret), 'invalid_request', 'grant_type_missing', () => id],
     ['no credentials', 'grant_type=client_credentials', () => undefined, 'invalid_client', 'credentials_missing', () => null],
     ['a malformed Basic header', 'grant_type=client_credentials', () => 'Basic %%%', 'invalid_client', 'credentials_malformed', () => null],
   ])('commits one failure row for %s with the RFC code, the internal reason and the client_id presented', async (_label, form, auth, error, reason, clientId) => {

@@ -1,15 +1,11 @@
 /**
- * Who is calling introspection or revocation? The caller authenticates as a client, with
- * client_secret_basic or client_secret_post (RFC 6749 §2.3.1), and is verified by the same
- * authenticator as the token endpoint: one argon2id verify, decoys for unknown clients, and the
- * client's own auth method only.
+ * Client credentials as a request presents them (RFC 6749 §2.3.1): client_secret_basic or
+ * client_secret_post, never both. Shared by the token, introspection and revocation endpoints;
+ * the credentials are then verified by token/authenticate-client.ts.
  */
-import type { Client } from '../clients/client.js';
-import type { Form } from '../http/read-form.js';
-import { Overloaded } from '../clients/work-pool.js';
-import { OAuthError } from '../http/oauth-error.js';
-import { Throttled } from '../limits/index.js';
-import type { Authenticator, PresentedCredentials } from '../token/authenticate-client.js';
+import { OAuthError } from './oauth-error.js';
+import type { Form } from './read-form.js';
+import type { PresentedCredentials } from '../token/authenticate-client.js';
 
 /** RFC 6749 Appendix B: id and secret in the Basic header are form-encoded before base64. */
 function formDecode(value: string): string {
@@ -56,20 +52,4 @@ export function readClientCredentials(authorization: string, form: Form): Omit<P
   if (bodyId === undefined || bodyId === '') throw OAuthError.invalidClient('credentials_missing');
   if (bodySecret === undefined || bodySecret === '') throw OAuthError.invalidClient('secret_missing');
   return { clientId: bodyId, secret: bodySecret, method: 'client_secret_post' };
-}
-
-/** `addressUnit`: the caller's address as the limits count it, which refusals are aggregated by. */
-export async function authenticateCaller(authenticate: Authenticator, credentials: PresentedCredentials, addressUnit: string): Promise<Client> {
-  const outcome = await authenticate(credentials).catch((err: unknown) => {
-    if (err instanceof Overloaded) throw OAuthError.overloaded(addressUnit);
-    if (err instanceof Throttled) throw OAuthError.throttled(err);
-    throw err;
-  });
-  if (!outcome.ok) throw OAuthError.invalidClient(outcome.reason);
-  return outcome.client;
-}
-
-/** RFC 7662 §4: a resource server learns only about tokens for the audiences it serves. */
-export function mayInspect(caller: Client, audience: string): boolean {
-  return caller.introspectionAudiences.includes('*') || caller.introspectionAudiences.includes(audience);
 }

@@ -60,6 +60,9 @@ const MAX_TOKEN_RATE = 1_000_000;
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]{1,128}$/;
 // Unreserved URI characters only, so the id survives Basic-auth form-encoding and URLs unchanged.
 const CLIENT_ID = /^[A-Za-z0-9._~-]{3,128}$/;
+
+/** Whether some client could have this id: the alphabet and length are public. */
+export const isPossibleClientId = (id: string): boolean => CLIENT_ID.test(id);
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
 // RFC 3986 §2: unreserved, reserved and percent-encoded characters.

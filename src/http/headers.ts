@@ -26,8 +26,8 @@ export const noStore: Middleware = async function noStore(ctx, next) {
 
 /**
  * CORS for the token endpoint: off unless the operator lists origins (TOKEN_CORS_ORIGINS), since
- * workloads are not browsers. oidc-provider adds CORS headers of its own; they are always removed,
- * and a listed origin gets exactly these: the POST itself, with Authorization and Content-Type.
+ * workloads are not browsers. A listed origin gets exactly these: the POST itself, with
+ * Authorization and Content-Type.
  */
 export function tokenCors(origins: readonly string[]): { readonly preflight: Middleware; readonly response: Middleware } {
   const allowed = new Set(origins);
@@ -51,10 +51,6 @@ export function tokenCors(origins: readonly string[]): { readonly preflight: Mid
       try {
         await next();
       } finally {
-        for (const name of Object.keys(ctx.response.headers)) {
-          if (name.toLowerCase().startsWith('access-control-')) ctx.remove(name);
-        }
-        ctx.remove('Vary');
         allow(ctx);
       }
     },

@@ -1,7 +1,7 @@
 /**
  * The allow-list of everything Tessera serves: a table of paths (exact, or with `:name` segments)
- * and methods. Anything else, including every oidc-provider route Tessera does not use, is a JSON
- * 404 (or 405 for a known path with the wrong method).
+ * and methods. Anything else, every oidc-provider route included (none is mounted), is a JSON 404
+ * (or 405 for a known path with the wrong method).
  */
 import type { Context, Middleware } from 'koa';
 import compose from 'koa-compose';

@@ -54,6 +54,9 @@ function mayInspect(caller: Client, audience: string): boolean {
   return caller.introspectionAudiences.includes('*') || caller.introspectionAudiences.includes(audience);
 }
 
+/** RFC 7662 §2.1, RFC 7009 §2.1; token_type_hint is read and ignored: Tessera issues one kind. */
+const CALLER_PARAMETERS: ReadonlySet<string> = new Set(['token', 'token_type_hint', 'client_id', 'client_secret']);
+
 function requiredToken(form: Form): string {
   const token = form.get('token');
   if (token === undefined || token === '') throw OAuthError.invalidRequest('the token parameter is required', 'token_missing');
@@ -87,7 +90,7 @@ function callerEndpoint<R extends string>(
     event.client_id = scrub(basicClientId(ctx.get('authorization')));
     try {
       if (repeatedAuthorization(ctx)) throw OAuthError.invalidRequest('the request must carry at most one Authorization header', 'repeated_authorization');
-      const form = await readForm(ctx);
+      const form = await readForm(ctx, CALLER_PARAMETERS);
       const credentials = { ...readClientCredentials(ctx.get('authorization'), form), remoteAddr: ctx.ip };
       event.client_id = scrub(credentials.clientId);
       const caller = await authenticateOrThrow(deps.authenticate, credentials, deps.limits.addressUnit(credentials.remoteAddr));

@@ -6,7 +6,7 @@
  * Only the model is used: none of oidc-provider's routes is mounted, so none can be reached.
  * token/index.ts serves the HTTP side of the request itself, as introspection/ does for its two
  * endpoints. Running the engine's whole pipeline around each token cost more than Tessera's own
- * steps did (BENCHMARKS.md, ninth session).
+ * steps did (BENCHMARKS.md, "ninth session").
  *
  * The one `new Provider()` is here. Every feature is off: its development defaults (dev keystore,
  * in-memory storage, interactions) are never inherited.

@@ -11,6 +11,7 @@
 import type { AuthMethod, Client } from '../clients/client.js';
 import type { ClientSecretRow } from '../clients/client.table.js';
 import type { ClientRecords } from '../clients/client-records.js';
+import { isPossibleClientId } from '../clients/client-settings.js';
 import { updateSecretHash } from '../clients/client.repository.js';
 import type { LastUse } from '../clients/last-use.js';
 import { secretIdOf, type SecretHasher } from '../clients/secret.js';
@@ -22,6 +23,8 @@ import { OAuthError } from '../http/oauth-error.js';
 import { Throttled, type Limits } from '../limits/index.js';
 
 const LAST_USED_PRECISION = 60;
+// Outside the client_id alphabet, so no client has it.
+const IMPOSSIBLE_CLIENT_ID = '!impossible';
 
 export type AuthFailure =
   | 'unknown_client'
@@ -93,11 +96,14 @@ export function createAuthenticator({ db, records, limits, hasher, verified, las
     return { ok: true, client };
   };
 
-  async function authenticateClient({ clientId, secret, method, remoteAddr }: PresentedCredentials): Promise<AuthOutcome> {
+  async function authenticateClient({ clientId: presented, secret, method, remoteAddr }: PresentedCredentials): Promise<AuthOutcome> {
+    // An id no client can have gets the same decoy work, and one back-off key for all such ids: a
+    // 16 KiB guess must not take 16 KiB of the limits' memory, nor reach a query.
+    const clientId = isPossibleClientId(presented) ? presented : IMPOSSIBLE_CLIENT_ID;
     const addressWait = limits.addressWait(remoteAddr);
     if (addressWait > 0) throw new Throttled(addressWait, { kind: 'address', value: limits.addressUnit(remoteAddr), reason: 'auth_backoff' });
 
-    const client = await records.client(clientId);
+    const client = clientId === IMPOSSIBLE_CLIENT_ID ? undefined : await records.client(clientId);
     const secretId = secretIdOf(secret);
     const stored = client && secretId !== undefined ? await records.secret(clientId, secretId) : undefined;
     const proven = stored !== undefined && verified.has(stored.id, stored.hash, secret);

@@ -85,7 +85,9 @@ function issueToken({ authenticate, rateLimits, limits, minter, keys, clock, log
     const authorization = ctx.get('authorization');
     // Known before the body is read, so even a malformed request is attributed to its caller.
     state.presentedClientId = basicClientId(authorization);
-    const form = (state.form = await readTokenForm(ctx));
+    const form = await readTokenForm(ctx).finally(() => {
+      state.presentedClientId ??= state.form?.get('client_id');
+    });
     const credentials = { ...readClientCredentials(authorization, form), remoteAddr: ctx.ip };
     state.presentedClientId = credentials.clientId;
 

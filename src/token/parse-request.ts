@@ -1,7 +1,7 @@
 /**
- * Step 1 of a token request: the form, read strictly (http/read-form.ts: 16 KiB, UTF-8, every
- * parameter at most once, RFC 6749 §3.2), and what the workload asked for: the grant type, the
- * scope, and the audience, named by `resource` (RFC 8707) or by the widespread `audience` parameter.
+ * Step 1 of a token request: the form, read strictly (http/read-form.ts: 16 KiB, every parameter
+ * at most once, RFC 6749 §3.2), and what the workload asked for: the grant type, the scope, and the
+ * audience, named by `resource` (RFC 8707) or by the widespread `audience` parameter.
  */
 import type { Context, Middleware } from 'koa';
 
@@ -10,51 +10,43 @@ import { OAuthError } from '../http/oauth-error.js';
 import { FORM_LIMIT_BYTES, readForm, type Form } from '../http/read-form.js';
 import { tokenState } from './request-state.js';
 
-export type RequestedAudience =
-  | { readonly kind: 'none' }
-  | { readonly kind: 'requested'; readonly value: string }
-  | { readonly kind: 'conflicting' };
-
 export interface TokenRequest {
   /** Requested scopes, or undefined when the request names none (then the client's default applies). */
   readonly scopes: readonly string[] | undefined;
-  readonly audience: RequestedAudience;
+  /** The audience requested, or undefined when none is (then the client's default applies). */
+  readonly audience: string | undefined;
 }
 
-/** A token request needs a handful of parameters; a form naming more than this is refused. */
-export const MAX_PARAMETERS = 100;
+/** RFC 6749 §4.4.2, RFC 8707 §2, and the client's credentials (§2.3.1): every other parameter is ignored. */
+const PARAMETERS: ReadonlySet<string> = new Set(['grant_type', 'scope', 'resource', 'audience', 'client_id', 'client_secret']);
 
 /** RFC 8707 allows `resource` more than once; Tessera issues a token for one audience. */
 const repeated = (name: string) =>
   name === 'resource' ? new OAuthError(400, 'invalid_target', 'only one audience may be requested', 'audience_repeated') : OAuthError.duplicateParameter(name);
 
-/** Reads the form and checks the grant type: nothing here costs argon2 work. */
+/** RFC 6749 §3.3: scope-tokens of NQCHAR, one space between them. */
+const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]+(?: [\x21\x23-\x5B\x5D-\x7E]+)*$/;
+
+/**
+ * Reads the form and checks what needs no client: the grant type, the scope's syntax, one
+ * audience. `state.form` is set as soon as the body is read, so that a refusal is attributed.
+ */
 export async function readTokenForm(ctx: Context): Promise<Form> {
-  const form = await readForm(ctx, repeated);
-  if (form.size > MAX_PARAMETERS) throw OAuthError.invalidRequest(`the request must not have more than ${MAX_PARAMETERS} parameters`, 'too_many_parameters');
+  const form = (tokenState(ctx).form = await readForm(ctx, PARAMETERS, repeated));
   const grantType = form.get('grant_type');
-  if (grantType === undefined || grantType === '') throw OAuthError.invalidRequest('the grant_type parameter is required', 'grant_type_missing');
+  if (grantType === undefined) throw OAuthError.invalidRequest('the grant_type parameter is required', 'grant_type_missing');
   if (grantType !== 'client_credentials') {
     throw new OAuthError(400, 'unsupported_grant_type', 'only the client_credentials grant type is supported', 'grant_type_unsupported');
   }
+  const scope = form.get('scope');
+  if (scope !== undefined && !SCOPE.test(scope)) throw new OAuthError(400, 'invalid_scope', 'the scope parameter is malformed', 'scope_malformed');
+  if (form.has('resource') && form.has('audience')) throw OAuthError.invalidRequest('use either resource or audience, not both', 'audience_conflict');
   return form;
 }
 
 export function parseTokenRequest(form: Form): TokenRequest {
-  return { scopes: parseScope(form.get('scope')), audience: parseAudience(form.get('resource'), form.get('audience')) };
-}
-
-function parseScope(scope: string | undefined): string[] | undefined {
-  if (scope === undefined) return undefined;
-  const scopes = [...new Set(scope.split(' ').filter(Boolean))];
-  return scopes.length > 0 ? scopes : undefined;
-}
-
-function parseAudience(resource: string | undefined, audience: string | undefined): RequestedAudience {
-  // An empty value counts as absent, as for every parameter (RFC 6749 §3.1).
-  const named = [resource, audience].filter((v): v is string => v !== undefined && v !== '');
-  if (named.length > 1) return { kind: 'conflicting' };
-  return named[0] === undefined ? { kind: 'none' } : { kind: 'requested', value: named[0] };
+  const scope = form.get('scope');
+  return { scopes: scope === undefined ? undefined : [...new Set(scope.split(' '))], audience: form.get('resource') ?? form.get('audience') };
 }
 
 /**

@@ -20,7 +20,7 @@ export interface Grant {
   readonly ttl: number;
 }
 
-export type PolicyError = 'invalid_request' | 'unauthorized_client' | 'invalid_scope' | 'invalid_target';
+export type PolicyError = 'unauthorized_client' | 'invalid_scope' | 'invalid_target';
 
 export type Decision =
   | { readonly ok: true; readonly grant: Grant }
@@ -33,11 +33,7 @@ export function decide(client: Client, request: TokenRequest, limits: PolicyLimi
     return deny('unauthorized_client', 'the client is not allowed to use this grant type', 'grant_type_not_allowed');
   }
 
-  const { audience } = request;
-  if (audience.kind === 'conflicting') {
-    return deny('invalid_request', 'use either resource or audience, not both', 'audience_conflict');
-  }
-  const target = audience.kind === 'requested' ? audience.value : client.defaultAudience;
+  const target = request.audience ?? client.defaultAudience;
   if (target === null) {
     return deny('invalid_target', 'no audience requested and the client has no default audience', 'audience_missing');
   }

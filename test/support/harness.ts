@@ -55,8 +55,8 @@ export class CountingHasher extends SecretHasher {
 }
 
 /**
- * Wall-clock time plus an offset the test controls. It moves like the clock oidc-provider stamps
- * iat and exp with, so "now" means the same thing on both sides unless a test shifts it.
+ * Wall-clock time plus an offset the test controls: the server's clock, which stamps iat and exp
+ * and judges them at introspection.
  */
 export class TestClock implements Clock {
   #offsetMs = 0;
@@ -67,7 +67,7 @@ export class TestClock implements Clock {
   advance(seconds: number): void {
     this.#offsetMs += seconds * 1000;
   }
-  /** Stops time where it is, for exact boundaries (tokens minted by the test, not the engine). */
+  /** Stops time where it is, for exact boundaries. */
   freeze(): void {
     this.base = this.now();
     this.#offsetMs = 0;

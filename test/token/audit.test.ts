@@ -54,6 +54,8 @@ describe('audit log of the token endpoint', () => {
     ['audience not allowed', 'grant_type=client_credentials&audience=https://x.example.com', () => basic(id, secret), 'invalid_target', 'audience_not_allowed', () => id],
     ['unsupported grant', 'grant_type=password', () => basic(id, secret), 'unsupported_grant_type', 'grant_type_unsupported', () => id],
     ['no grant type', 'scope=read:data', () => basic(id, secret), 'invalid_request', 'grant_type_missing', () => id],
+    ['unsupported grant, credentials in the body', 'grant_type=password&client_id=ghost-post&client_secret=x', () => undefined, 'unsupported_grant_type', 'grant_type_unsupported', () => 'ghost-post'],
+    ['a body secret with no client_id', 'grant_type=client_credentials&client_secret=x', () => undefined, 'invalid_client', 'credentials_missing', () => null],
     ['no credentials', 'grant_type=client_credentials', () => undefined, 'invalid_client', 'credentials_missing', () => null],
     ['a malformed Basic header', 'grant_type=client_credentials', () => 'Basic %%%', 'invalid_client', 'credentials_malformed', () => null],
   ])('commits one failure row for %s with the RFC code, the internal reason and the client_id presented', async (_label, form, auth, error, reason, clientId) => {

@@ -92,6 +92,18 @@ describe('successful issuance (RFC 6749 §4.4.3, RFC 9068)', () => {
     expect(payload.jti).toMatch(/^[A-Za-z0-9_-]{20,}$/);
   });
 
+  it("stamps iat and exp with the server's clock, the one introspection judges them by", async () => {
+    h.clock.freeze();
+    try {
+      h.clock.advance(120);
+      const res = await token({ grant_type: 'client_credentials' }, basic(id, secret));
+      const { iat, exp } = (await verify(res.body.access_token)).payload;
+      expect({ iat, exp }).toEqual({ iat: Math.floor(h.clock.now() / 1000), exp: Math.floor(h.clock.now() / 1000) + 3600 });
+    } finally {
+      h.clock.sync();
+    }
+  });
+
   it('gives every token a unique jti', async () => {
     const a = await token({ grant_type: 'client_credentials' }, basic(id, secret));
     const b = await token({ grant_type: 'client_credentials' }, basic(id, secret));
@@ -393,7 +405,7 @@ describe('request and policy errors (RFC 6749 §5.2, RFC 8707)', () => {
     ['two resources', { grant_type: 'client_credentials', resource: [API, OTHER_API] }, 400, 'invalid_target'],
     ['a duplicated audience parameter', { grant_type: 'client_credentials', audience: [API, API] }, 400, 'invalid_request'],
     ['both resource and audience', { grant_type: 'client_credentials', resource: API, audience: API }, 400, 'invalid_request'],
-    // The engine reads 1,000 parameters and drops the rest: these repeats would go unseen.
+    // A parser that stops after 1,000 parameters would let these through unseen.
     ['a repeated scope after 999 other parameters', { grant_type: 'client_credentials', ...filler(999), scope: ['read:data', 'admin'] }, 400, 'invalid_request'],
     ['a resource after 999 other parameters', { grant_type: 'client_credentials', ...filler(999), resource: 'https://evil.example.com' }, 400, 'invalid_request'],
     ['more than 100 parameters', { grant_type: 'client_credentials', ...filler(100) }, 400, 'invalid_request'],
@@ -436,6 +448,39 @@ describe('request and policy errors (RFC 6749 §5.2, RFC 8707)', () => {
     } finally {
       server.close();
     }
+  });
+
+  it('treats an empty parameter as omitted (RFC 6749 §3.2)', async () => {
+    const res = await token({ grant_type: 'client_credentials', scope: '', resource: '', client_id: '', client_secret: '' }, basic(id, secret));
+    expect(res.status).toBe(200);
+    expect(res.body.scope).toBe('read:data');
+    expect((await verify(res.body.access_token)).payload.aud).toBe(API);
+  });
+
+  it('ignores parameters it does not know, even repeated, and never echoes their names', async () => {
+    const name = '"\\\u202e';
+    const res = await token({ grant_type: 'client_credentials', [name]: ['1', '2'], foo: ['a', 'b'] }, basic(id, secret));
+    expect(res.status).toBe(200);
+    const repeated = await token({ grant_type: 'client_credentials', client_id: [id, id] }, basic(id, secret));
+    expect(repeated.body).toEqual({ error: 'invalid_request', error_description: 'parameter client_id must not be repeated' });
+  });
+
+  it.each(['read:data  write:logs', ' read:data', 'read:data\twrite:logs'])('answers a scope that breaks RFC 6749 §3.3 syntax (%j) with invalid_scope', async (scope) => {
+    const res = await token({ grant_type: 'client_credentials', scope }, basic(id, secret));
+    expect(res.status).toBe(400);
+    expect(res.body.error).toBe('invalid_scope');
+    expect((await h.auditRows('token.failed')).at(-1)).toMatchObject({ reason: 'scope_malformed' });
+  });
+
+  it('accepts an ASCII form labelled with another ASCII-compatible charset, and refuses other bytes under it', async () => {
+    const send = (body: string) => h.request.post('/oauth/token').set('Authorization', basic(id, secret)).set('Content-Type', 'application/x-www-form-urlencoded; charset=ISO-8859-1').send(body);
+    const ascii = await send('grant_type=client_credentials');
+    expect(ascii.body).toMatchObject({ token_type: 'Bearer' });
+    const accented = await send('grant_type=client_credentials&scope=caf\u00e9');
+    expect(accented.status).toBe(400);
+    expect(accented.body.error).toBe('invalid_request');
+    const other = await h.request.post('/oauth/token').set('Authorization', basic(id, secret)).set('Content-Type', 'application/x-www-form-urlencoded; charset=utf-16').send('grant_type=client_credentials');
+    expect(other.status).toBe(400);
   });
 
   it('rejects a body that is not form-encoded', async () => {
@@ -507,13 +552,35 @@ describe('request size (16 KiB, declared up front)', () => {
     expect(res.status).toBe(200);
   });
 
-  it('refuses a larger body with 413 before the engine reads it, and audits it', async () => {
+  it('refuses a larger body with 413 before reading it, and audits it', async () => {
     const res = await h.request.post('/oauth/token').set('Authorization', basic(id, secret)).type('form').send(form(16 * 1024 + 1));
     expect(res.status).toBe(413);
     expect(res.body.error).toBe('invalid_request');
     expect(res.headers['cache-control']).toBe('no-store');
     const [row] = (await h.auditRows('token.failed')).slice(-1);
     expect(row).toMatchObject({ reason: 'body_too_large', error: 'invalid_request', client_id: null });
+  });
+
+  it('answers a body cut off by the caller as its failure, not a server error', async () => {
+    const server = h.app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const { port } = server.address() as AddressInfo;
+    try {
+      const mark = (await h.auditRows('token.failed')).length;
+      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/oauth/token', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic(id, secret), 'content-length': '100' } });
+      req.on('error', () => {});
+      req.write('grant_type=client_');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      req.destroy();
+      let rows: Awaited<ReturnType<typeof h.auditRows>> = [];
+      for (let i = 0; i < 100 && rows.length === 0; i += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        rows = (await h.auditRows('token.failed')).slice(mark);
+      }
+      expect(rows).toMatchObject([{ error: 'invalid_request', reason: 'body_incomplete', client_id: id }]);
+    } finally {
+      server.close();
+    }
   });
 
   it('refuses a chunked body without Content-Length with 411', async () => {

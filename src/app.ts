@@ -56,8 +56,8 @@ export function createApp(config: Config, deps: AppDeps): Koa {
   metrics.watch({ hasher, auditLog, verified, keys });
   const authenticate = createAuthenticator({ db, records, limits, hasher, verified, lastUse, clock });
   // oidc-provider's keystore is fixed when it is built, so a new active key means a new minter. A
-  // request keeps the minter it took, and signs with that key, even if the active key changes
-  // meanwhile (token/index.ts then withholds a token whose key was revoked).
+  // request takes the current one when it signs (token/index.ts withholds a token whose key was
+  // revoked while it was being signed).
   const buildMinter = (keystore: Keystore) => createTokenMinter({ issuer: config.issuer, keystore, clientInstances: config.credentialCacheSize });
   let minter = buildMinter(keys.current);
   keys.onChange((keystore) => {

@@ -79,9 +79,6 @@ function issueToken({ authenticate, rateLimits, limits, minter, keys, clock, log
   };
 
   async function issue(ctx: Context, state: TokenRequestState): Promise<TokenResponse> {
-    // A request signs with the key that was active when it arrived, even if a rotation lands
-    // while it waits (for argon2, the rate limit): a key rotated out still verifies.
-    const signer = minter();
     const authorization = ctx.get('authorization');
     // Known before the body is read, so even a malformed request is attributed to its caller.
     state.presentedClientId = basicClientId(authorization);
@@ -109,8 +106,11 @@ function issueToken({ authenticate, rateLimits, limits, minter, keys, clock, log
     if (!decision.ok) throw new OAuthError(400, decision.error, decision.description, decision.reason);
     const grant = (state.grant = decision.grant);
 
+    // The key active now: a rotation or a revocation that landed while this request waited (for
+    // argon2, the rate limit) applies to it.
+    const signer = minter();
     const accessToken = await signer.mint(client.clientId, grant, epochSeconds(clock));
-    // Revoked (or deleted) while this request was under way: its token could never verify, and the
+    // Revoked (or deleted) while this token was being signed: it could never verify, and the
     // revocation may already have been answered as taking effect at once. The retry signs with the
     // key active then.
     if (keys.current.verificationKey(signer.kid) === undefined) {

@@ -1,9 +1,32 @@
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 
 import { adminClientSettings } from '../../src/admin/bootstrap.js';
+import type * as MintModule from '../../src/provider/mint-token.js';
 import { ISSUER, basic, startHarness, type Harness } from '../support/harness.js';
 import { expectConforms } from '../support/openapi.js';
+
+/** When set, runs once a token has been signed, before the endpoint sees it. */
+const afterSigning = vi.hoisted(() => ({ hook: undefined as (() => Promise<unknown>) | undefined }));
+vi.mock('../../src/provider/mint-token.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof MintModule>();
+  return {
+    ...actual,
+    createTokenMinter: (options: Parameters<typeof actual.createTokenMinter>[0]) => {
+      const minter = actual.createTokenMinter(options);
+      return {
+        kid: minter.kid,
+        mint: async (...args: Parameters<typeof minter.mint>) => {
+          const token = await minter.mint(...args);
+          const hook = afterSigning.hook;
+          afterSigning.hook = undefined;
+          await hook?.();
+          return token;
+        },
+      };
+    },
+  };
+});
 
 const API = 'https://api.example.com';
 let h: Harness;
@@ -114,22 +137,32 @@ describe('rotation seen by gateways and resource servers', () => {
     expect(audited).toContainEqual(['key.revoked', kid]);
   });
 
-  it('finishes a token request with the key it started with when the key changes meanwhile', async () => {
+  it('signs with the key active when it signs, when the key changes while the request waits', async () => {
     const { client, secret } = await h.createClient({ client_name: 'slow', audience: [API] });
     const before = h.keystore.active.kid;
     // The rotation lands while this request's secret is being verified (cache miss: argon2 runs).
     const res = await requestWhileVerifying(client.clientId, secret, () => h.keys.rotate({ now: true, actor: 'test' }));
     expect(res.status).toBe(200);
-    expect(decodeProtectedHeader(res.body.access_token as string).kid).toBe(before);
+    expect(decodeProtectedHeader(res.body.access_token as string).kid).not.toBe(before);
+    expect(decodeProtectedHeader(res.body.access_token as string).kid).toBe(h.keys.current.active.kid);
     expect(await active(res.body.access_token as string)).toBe(true);
-    expect(decodeProtectedHeader(await issue()).kid).not.toBe(before);
   });
 
-  it('withholds a token whose key is revoked while the request is under way, and the retry signs with the replacement', async () => {
-    const { client, secret } = await h.createClient({ client_name: 'revoked-meanwhile', audience: [API] });
-    const revoked = h.keystore.active.kid;
-    // The emergency revocation lands while this request's secret is being verified.
+  it('signs with the replacement when the key is revoked while the request waits, spending one rate-limit token', async () => {
+    // One token a minute: a request that spent it on a token it never got would leave the retry a 429.
+    const { client, secret } = await h.createClient({ client_name: 'revoked-while-waiting', audience: [API], token_rate_limit: 1 });
+    const revoked = h.keys.current.active.kid;
     const res = await requestWhileVerifying(client.clientId, secret, () => h.keys.revoke(revoked, 'test'));
+    expect(res.status).toBe(200);
+    expect(decodeProtectedHeader(res.body.access_token as string).kid).not.toBe(revoked);
+    await expect(verifyOffline(res.body.access_token as string)).resolves.toBeDefined();
+  });
+
+  it('withholds a token whose key is revoked while it is being signed, and the retry signs with the replacement', async () => {
+    const { client, secret } = await h.createClient({ client_name: 'revoked-meanwhile', audience: [API] });
+    const revoked = h.keys.current.active.kid;
+    afterSigning.hook = () => h.keys.revoke(revoked, 'test');
+    const res = await h.request.post('/oauth/token').type('form').set('Authorization', basic(client.clientId, secret)).send('grant_type=client_credentials');
     expect(res.status).toBe(503);
     expect(res.headers['retry-after']).toBe('1');
     expect(res.body).toEqual({ error: 'temporarily_unavailable', error_description: 'the signing key changed; retry shortly' });

@@ -51,7 +51,7 @@ export async function readForm(
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    throw OAuthError.invalidRequest('the body is not valid UTF-8', 'invalid_utf8');
+    throw invalidUtf8();
   }
 
   const form = new Map<string, string>();
@@ -59,6 +59,8 @@ export async function readForm(
   for (const [name, value] of new URLSearchParams(text)) {
     if (++count > MAX_PARAMETERS) throw OAuthError.invalidRequest(`the request must not have more than ${MAX_PARAMETERS} parameters`, 'too_many_parameters');
     if (value === '' || !parameters.has(name)) continue;
+    // A percent-escape that is not UTF-8 decodes to U+FFFD: refused, not silently misread.
+    if (value.includes('\uFFFD')) throw invalidUtf8();
     if (form.has(name)) throw repeated(name);
     form.set(name, value);
   }
@@ -66,4 +68,5 @@ export async function readForm(
 }
 
 const tooLarge = () => OAuthError.invalidRequest(`the body must not exceed ${FORM_LIMIT_BYTES} bytes`, 'body_too_large', 413);
+const invalidUtf8 = () => OAuthError.invalidRequest('the body is not valid UTF-8', 'invalid_utf8');
 const wrongCharset = () => OAuthError.invalidRequest('the body must be UTF-8', 'wrong_charset');

@@ -91,6 +91,7 @@ function callerEndpoint<R extends string>(
     try {
       if (repeatedAuthorization(ctx)) throw OAuthError.invalidRequest('the request must carry at most one Authorization header', 'repeated_authorization');
       const form = await readForm(ctx, CALLER_PARAMETERS);
+      event.client_id ??= scrub(form.get('client_id'));
       const credentials = { ...readClientCredentials(ctx.get('authorization'), form), remoteAddr: ctx.ip };
       event.client_id = scrub(credentials.clientId);
       const caller = await authenticateOrThrow(deps.authenticate, credentials, deps.limits.addressUnit(credentials.remoteAddr));

@@ -38,7 +38,9 @@ export class Refusals {
   ) {}
 
   /** True when this refusal should get its own audit row; otherwise it is counted for the summary. */
-  admit(key: RefusalKey): boolean {
+  admit(presented: RefusalKey): boolean {
+    // A presented client_id may be 16 KiB long; the audit row keeps 256 characters of it anyway.
+    const key = { ...presented, value: presented.value.slice(0, 256) };
     const id = `${key.kind}\u0000${key.value}\u0000${key.reason}`;
     const counted = this.#counted.get(id);
     if (counted) {

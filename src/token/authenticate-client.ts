@@ -23,8 +23,6 @@ import { OAuthError } from '../http/oauth-error.js';
 import { Throttled, type Limits } from '../limits/index.js';
 
 const LAST_USED_PRECISION = 60;
-// Outside the client_id alphabet, so no client has it.
-const IMPOSSIBLE_CLIENT_ID = '!impossible';
 
 export type AuthFailure =
   | 'unknown_client'
@@ -96,14 +94,12 @@ export function createAuthenticator({ db, records, limits, hasher, verified, las
     return { ok: true, client };
   };
 
-  async function authenticateClient({ clientId: presented, secret, method, remoteAddr }: PresentedCredentials): Promise<AuthOutcome> {
-    // An id no client can have gets the same decoy work, and one back-off key for all such ids: a
-    // 16 KiB guess must not take 16 KiB of the limits' memory, nor reach a query.
-    const clientId = isPossibleClientId(presented) ? presented : IMPOSSIBLE_CLIENT_ID;
+  async function authenticateClient({ clientId, secret, method, remoteAddr }: PresentedCredentials): Promise<AuthOutcome> {
     const addressWait = limits.addressWait(remoteAddr);
     if (addressWait > 0) throw new Throttled(addressWait, { kind: 'address', value: limits.addressUnit(remoteAddr), reason: 'auth_backoff' });
 
-    const client = clientId === IMPOSSIBLE_CLIENT_ID ? undefined : await records.client(clientId);
+    // An id no client can have (the alphabet is public) makes no query; it pays the same decoy.
+    const client = isPossibleClientId(clientId) ? await records.client(clientId) : undefined;
     const secretId = secretIdOf(secret);
     const stored = client && secretId !== undefined ? await records.secret(clientId, secretId) : undefined;
     const proven = stored !== undefined && verified.has(stored.id, stored.hash, secret);

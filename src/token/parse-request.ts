@@ -1,6 +1,6 @@
 /**
- * Step 1 of a token request: the form, read strictly (http/read-form.ts: 16 KiB, every parameter
- * at most once, RFC 6749 §3.2), and what the workload asked for: the grant type, the scope, and the
+ * Step 1 of a token request: the form, read strictly (http/read-form.ts: 16 KiB, 100 parameters,
+ * each of ours at most once, RFC 6749 §3.2), and what the workload asked for: the grant type, the scope, and the
  * audience, named by `resource` (RFC 8707) or by the widespread `audience` parameter.
  */
 import type { Context, Middleware } from 'koa';

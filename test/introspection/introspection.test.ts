@@ -300,11 +300,30 @@ describe('POST /oauth/introspect (RFC 7662)', () => {
       ['a repeated parameter', 'token=a&token=b', 'application/x-www-form-urlencoded', 400],
       ['a JSON body', '{"token":"a"}', 'application/json', 400],
       ['a body over 16 KiB', `token=${'a'.repeat(17_000)}`, 'application/x-www-form-urlencoded', 413],
+      ['more than 100 parameters', `token=a&${Array.from({ length: 100 }, (_, i) => `p${i}=x`).join('&')}`, 'application/x-www-form-urlencoded', 400],
+      ['a percent-escape that is not UTF-8', 'token=%E9', 'application/x-www-form-urlencoded', 400],
     ])('answers %s with invalid_request', async (_label, body, type, status) => {
       const res = await h.request.post('/oauth/introspect').set('Content-Type', type).set('Authorization', basic(rs.id, rs.secret)).send(body);
       expect(res.status).toBe(status);
       expect(res.body.error).toBe('invalid_request');
     });
+  });
+
+  it('reads the form as the token endpoint does: empty means omitted, unknown parameters ignored, ASCII under another label', async () => {
+    const token = await issue();
+    const res = await h.request
+      .post('/oauth/introspect')
+      .set('Content-Type', 'application/x-www-form-urlencoded; charset=ISO-8859-1')
+      .set('Authorization', basic(rs.id, rs.secret))
+      .send(`token=${token}&client_id=&client_secret=&x=1&x=2`);
+    expect(res.status).toBe(200);
+    expect(res.body.active).toBe(true);
+  });
+
+  it('attributes a refused call to the client_id in its body', async () => {
+    const res = await h.request.post('/oauth/introspect').type('form').send('token=abc&client_id=body-named-caller');
+    expect(res.status).toBe(401);
+    expect((await h.auditRows('token.introspected')).at(-1)).toMatchObject({ client_id: 'body-named-caller', reason: 'secret_missing' });
   });
 
   it('judges the caller as it is once the token is inspected: a change answered meanwhile applies', async () => {

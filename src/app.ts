@@ -72,7 +72,6 @@ export function createApp(config: Config, deps: AppDeps): Koa {
     keys,
     clock,
     auditLog,
-    refusals: limits.refusals,
     cors: cors.response,
     metrics,
     log,

@@ -8,15 +8,14 @@
  * endpoints. Running the engine's whole pipeline around each token cost more than Tessera's own
  * steps did (BENCHMARKS.md, "ninth session").
  *
- * The one `new Provider()` is here. Every feature is off: its development defaults (dev keystore,
- * in-memory storage, interactions) are never inherited.
+ * The one `new Provider()` is here. Every feature but client_credentials is off: its development
+ * defaults (dev keystore, in-memory storage, interactions) are never inherited.
  */
 import { randomBytes } from 'node:crypto';
 
 import { Provider, type ResourceServerInstance } from 'oidc-provider';
 
-import type { Keystore } from '../keys/keystore.js';
-import { SIGNING_ALG } from '../keys/keystore.js';
+import { SIGNING_ALG, type Keystore } from '../keys/keystore.js';
 import type { Grant } from '../token/policy.js';
 import { createAdapterFactory } from './adapter.js';
 

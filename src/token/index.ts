@@ -26,7 +26,6 @@ import { OAuthError, SERVER_ERROR, writeOAuthError } from '../http/oauth-error.j
 import { authenticatedAs, requestIdOf } from '../http/request-context.js';
 import type { KeyManager } from '../keys/key-manager.js';
 import { Throttled, type Limits } from '../limits/index.js';
-import type { Refusals } from '../limits/refusals.js';
 import type { Logger } from '../log.js';
 import { countTokenRequests, type Metrics } from '../ops/metrics.js';
 import type { TokenMinter } from '../provider/mint-token.js';
@@ -45,7 +44,6 @@ export interface TokenEndpointDeps {
   readonly keys: KeyManager;
   readonly clock: Clock;
   readonly auditLog: AuditLog;
-  readonly refusals: Refusals;
   /** CORS for the token endpoint (http/headers.ts tokenCors). */
   readonly cors: Middleware;
   /** Every answer is counted once, as the caller gets it (ops/metrics.ts). */
@@ -65,8 +63,8 @@ interface TokenResponse {
 
 /** POST /oauth/token's middleware, outermost first: each wraps what follows and sees its answer. */
 export function tokenEndpoint(deps: TokenEndpointDeps): Middleware[] {
-  const { auditLog, refusals, cors, metrics, log } = deps;
-  return [noStore, cors, countTokenRequests(metrics), auditTokenRequest(auditLog, refusals, log), limitTokenBody, issueToken(deps)];
+  const { auditLog, rateLimits, cors, metrics, log } = deps;
+  return [noStore, cors, countTokenRequests(metrics), auditTokenRequest(auditLog, rateLimits.refusals, log), limitTokenBody, issueToken(deps)];
 }
 
 function issueToken({ authenticate, rateLimits, limits, minter, keys, clock, log, issuer }: TokenEndpointDeps): Middleware {

@@ -22,8 +22,8 @@ import { createAdapterFactory } from './adapter.js';
 export interface TokenMinter {
   /** The key this minter signs with: a minter is built for each active key. */
   readonly kid: string;
-  /** The signed access token; `issuedAt` in epoch seconds, from Tessera's clock. */
-  mint(clientId: string, grant: Grant, issuedAt: number): Promise<string>;
+  /** The signed access token and its jti; `issuedAt` in epoch seconds, from Tessera's clock. */
+  mint(clientId: string, grant: Grant, issuedAt: number): Promise<{ accessToken: string; jti: string }>;
 }
 
 export interface MinterOptions {
@@ -84,7 +84,8 @@ export function createTokenMinter({ issuer, keystore, clientInstances }: MinterO
         jwt: { sign: { alg: SIGNING_ALG, kid } },
       };
       token.resourceServer = resourceServer;
-      return token.save();
+      const accessToken = await token.save();
+      return { accessToken, jti: token.jti };
     },
   };
 }

@@ -2,7 +2,6 @@
  * Step 5 of a token request: one audit row for every answer, committed before the answer leaves.
  * If the row cannot be committed, an issued token is withheld and the caller gets server_error.
  */
-import { decodeJwt } from 'jose';
 import type { Context, Middleware } from 'koa';
 
 import { scrub, type AuditEvent, type AuditLog } from '../audit/audit-log.js';
@@ -13,7 +12,6 @@ import { SERVER_ERROR } from '../http/oauth-error.js';
 import { tokenState } from './request-state.js';
 
 interface TokenResponseBody {
-  access_token?: string;
   scope?: string;
   error?: string;
 }
@@ -22,7 +20,7 @@ export function tokenAuditEvent(ctx: Context): AuditEvent {
   const state = tokenState(ctx);
   const form = state.form;
   const body = (ctx.body ?? {}) as TokenResponseBody;
-  const issued = ctx.status === 200 && typeof body.access_token === 'string' ? decodeJwt(body.access_token) : undefined;
+  const issued = ctx.status === 200 ? state.issued : undefined;
 
   return {
     type: issued ? 'token.issued' : 'token.failed',
@@ -33,8 +31,8 @@ export function tokenAuditEvent(ctx: Context): AuditEvent {
     requested_scope: scrub(form?.get('scope'), 1024),
     granted_scope: issued ? scrub(body.scope, 1024) : null,
     audience: scrub(state.grant?.audience ?? form?.get('resource') ?? form?.get('audience'), 512),
-    jti: typeof issued?.jti === 'string' ? issued.jti : null,
-    token_expires_at: typeof issued?.exp === 'number' ? issued.exp : null,
+    jti: issued?.jti ?? null,
+    token_expires_at: issued?.expiresAt ?? null,
     error: issued ? null : (scrub(body.error, 64) ?? 'server_error'),
     reason: issued ? null : scrub(state.failure?.reason),
   };

@@ -22,6 +22,7 @@ import type { Client } from '../clients/client.js';
 import { epochSeconds, type Clock } from '../clock.js';
 import { basicClientId, readClientCredentials } from '../http/client-credentials.js';
 import { noStore } from '../http/headers.js';
+import type { Form } from '../http/read-form.js';
 import { OAuthError, SERVER_ERROR, writeOAuthError } from '../http/oauth-error.js';
 import { authenticatedAs, requestIdOf } from '../http/request-context.js';
 import type { KeyManager } from '../keys/key-manager.js';
@@ -30,7 +31,7 @@ import type { Logger } from '../log.js';
 import { countTokenRequests, type Metrics } from '../ops/metrics.js';
 import type { TokenMinter } from '../provider/mint-token.js';
 import { auditTokenRequest } from './audit.js';
-import { authenticateOrThrow, type Authenticator } from './authenticate-client.js';
+import { authenticateOrThrow, type Authenticator, type PresentedCredentials } from './authenticate-client.js';
 import { limitTokenBody, parseTokenRequest, readTokenForm } from './parse-request.js';
 import { decide, type PolicyLimits } from './policy.js';
 import { tokenState, type TokenRequestState } from './request-state.js';
@@ -78,12 +79,16 @@ function issueToken({ authenticate, rateLimits, limits, minter, keys, clock, log
 
   async function issue(ctx: Context, state: TokenRequestState): Promise<TokenResponse> {
     const authorization = ctx.get('authorization');
-    // Known before the body is read, so even a malformed request is attributed to its caller.
-    state.presentedClientId = basicClientId(authorization);
-    const form = await readTokenForm(ctx).finally(() => {
-      state.presentedClientId ??= state.form?.get('client_id');
-    });
-    const credentials = { ...readClientCredentials(authorization, form), remoteAddr: ctx.ip };
+    let form: Form;
+    let credentials: PresentedCredentials;
+    try {
+      form = await readTokenForm(ctx);
+      credentials = { ...readClientCredentials(authorization, form), remoteAddr: ctx.ip };
+    } catch (err) {
+      // A malformed request is still attributed to the client it names: the Basic header's, else the body's.
+      state.presentedClientId = basicClientId(authorization) ?? state.form?.get('client_id');
+      throw err;
+    }
     state.presentedClientId = credentials.clientId;
 
     const proven = (state.client = await authenticateOrThrow(authenticate, credentials, rateLimits.addressUnit(ctx.ip)));
@@ -107,13 +112,15 @@ function issueToken({ authenticate, rateLimits, limits, minter, keys, clock, log
     // The key active now: a rotation or a revocation that landed while this request waited (for
     // argon2, the rate limit) applies to it.
     const signer = minter();
-    const accessToken = await signer.mint(client.clientId, grant, epochSeconds(clock));
+    const issuedAt = epochSeconds(clock);
+    const { accessToken, jti } = await signer.mint(client.clientId, grant, issuedAt);
     // Revoked (or deleted) while this token was being signed: it could never verify, and the
     // revocation may already have been answered as taking effect at once. The retry signs with the
     // key active then.
     if (keys.current.verificationKey(signer.kid) === undefined) {
       throw OAuthError.retryShortly('the signing key changed; retry shortly', 'signing_key_revoked');
     }
+    state.issued = { jti, expiresAt: issuedAt + grant.ttl };
     return { access_token: accessToken, token_type: 'Bearer', expires_in: grant.ttl, scope: grant.scopes.join(' ') || undefined };
   }
 

@@ -12,6 +12,8 @@ export interface TokenRequestState {
   /** Set once the secret is verified. */
   client?: Client;
   grant?: Grant;
+  /** Set once the token is signed and about to be answered. */
+  issued?: { jti: string; expiresAt: number };
   /** Why the request failed, for the audit log only: a Tessera reason code. */
   failure?: {
     reason: string;

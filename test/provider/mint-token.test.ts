@@ -41,16 +41,17 @@ beforeEach(() => lookups.clear());
 describe('the minted token (RFC 9068)', () => {
   it('is an RS256 at+jwt by the active key, carrying exactly the grant, with iat and exp from the given time', async () => {
     const { keystore, minter: m } = await minter();
-    const token = await m.mint('client-1', grant, 1_700_000_000);
+    const { accessToken: token, jti } = await m.mint('client-1', grant, 1_700_000_000);
     expect(decodeProtectedHeader(token)).toEqual({ alg: 'RS256', typ: 'at+jwt', kid: keystore.active.kid });
     await compactVerify(token, keystore.verificationKey(keystore.active.kid)!);
+    expect(jti).toMatch(/^[A-Za-z0-9_-]{20,}$/);
     expect(claimsOf(token)).toEqual({
       iss: ISSUER,
       sub: 'client-1',
       client_id: 'client-1',
       aud: 'https://api.example',
       scope: 'read write',
-      jti: expect.stringMatching(/^[A-Za-z0-9_-]{20,}$/),
+      jti,
       iat: 1_700_000_000,
       exp: 1_700_000_300,
     });
@@ -58,8 +59,8 @@ describe('the minted token (RFC 9068)', () => {
 
   it('leaves scope out when none was granted, and gives every token its own jti', async () => {
     const { minter: m } = await minter();
-    const a = claimsOf(await m.mint('client-1', { ...grant, scopes: [] }, 1_700_000_000));
-    const b = claimsOf(await m.mint('client-1', { ...grant, scopes: [] }, 1_700_000_000));
+    const a = claimsOf((await m.mint('client-1', { ...grant, scopes: [] }, 1_700_000_000)).accessToken);
+    const b = claimsOf((await m.mint('client-1', { ...grant, scopes: [] }, 1_700_000_000)).accessToken);
     expect(a).not.toHaveProperty('scope');
     expect(a.jti).not.toBe(b.jti);
   });

@@ -49,7 +49,8 @@ export function readClientCredentials(authorization: string, form: Form): Omit<P
     return { clientId, secret, method: 'client_secret_basic' };
   }
 
-  if (bodyId === undefined || bodyId === '') throw OAuthError.invalidClient('credentials_missing');
-  if (bodySecret === undefined || bodySecret === '') throw OAuthError.invalidClient('secret_missing');
+  // Empty parameters never reach here: the form reader omits them (RFC 6749 §3.2).
+  if (bodyId === undefined) throw OAuthError.invalidClient('credentials_missing');
+  if (bodySecret === undefined) throw OAuthError.invalidClient('secret_missing');
   return { clientId: bodyId, secret: bodySecret, method: 'client_secret_post' };
 }

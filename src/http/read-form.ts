@@ -10,13 +10,14 @@ import { OAuthError } from './oauth-error.js';
 
 export const FORM_LIMIT_BYTES = 16 * 1024;
 /** Every endpoint needs a handful; a form naming more than this is refused. */
-export const MAX_PARAMETERS = 100;
+const MAX_PARAMETERS = 100;
 
 export type Form = ReadonlyMap<string, string>;
 
-// A form-encoded body is ASCII: these labels all read it the same as UTF-8 (some Java clients
-// label forms ISO-8859-1). A body with other bytes must be UTF-8.
-const ASCII_COMPATIBLE = new Set(['', 'utf-8', 'utf8', 'us-ascii', 'iso-8859-1', 'latin1']);
+const UTF8_LABELS = new Set(['', 'utf-8', 'utf8']);
+// A form-encoded body is ASCII, which these labels read the same as UTF-8 (some Java clients label
+// forms ISO-8859-1); under them, any other byte is refused.
+const ASCII_LABELS = new Set(['us-ascii', 'iso-8859-1', 'latin1']);
 
 export async function readForm(
   ctx: Context,
@@ -27,7 +28,7 @@ export async function readForm(
     throw OAuthError.invalidRequest('the body must be application/x-www-form-urlencoded', 'wrong_content_type');
   }
   const charset = ctx.request.charset.toLowerCase();
-  if (!ASCII_COMPATIBLE.has(charset)) throw wrongCharset();
+  if (!UTF8_LABELS.has(charset) && !ASCII_LABELS.has(charset)) throw wrongCharset();
   const declared = ctx.request.length;
   if (declared !== undefined && declared > FORM_LIMIT_BYTES) throw tooLarge();
 
@@ -46,7 +47,7 @@ export async function readForm(
   }
 
   const bytes = Buffer.concat(chunks, size);
-  if (charset !== '' && charset !== 'utf-8' && charset !== 'utf8' && bytes.some((b) => b > 0x7f)) throw wrongCharset();
+  if (ASCII_LABELS.has(charset) && bytes.some((b) => b > 0x7f)) throw wrongCharset();
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
